@@ -1,0 +1,1 @@
+"""The modelops command line."""

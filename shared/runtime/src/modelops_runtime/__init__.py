@@ -1,0 +1,1 @@
+"""ModelOps runtime plumbing shared by services and the CLI."""
