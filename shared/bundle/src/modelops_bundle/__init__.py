@@ -1,0 +1,1 @@
+"""ModelOps bundles: file hashing, registry.yaml, OCI push/pull, verified materialization."""
