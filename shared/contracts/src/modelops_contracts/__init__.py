@@ -100,3 +100,7 @@ __all__ = [
     "parse_entrypoint",
     "task_id",
 ]
+
+from .jobs import JobRecord, JobSpec, JobState, blob_keys  # noqa: E402
+
+__all__ += ["JobRecord", "JobSpec", "JobState", "blob_keys"]

@@ -1,0 +1,88 @@
+"""Job records and specs: what the submitter stores and what runners read.
+
+`JobSpec` is the small document a runner needs (bundle, queue, options), kept apart from the
+full `SimJob` (every task) so that a runner never downloads a large job just to start.
+`JobRecord` is the job's entry in the jobs KV bucket, which `modelops jobs` lists.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+from .domain import BundleRefStr, JobId
+from .messages import LaunchOptions
+
+__all__ = ["JobRecord", "JobSpec", "JobState", "blob_keys"]
+
+JobState = Literal["submitted", "running", "completed", "cancelled", "failed"]
+TERMINAL_STATES: frozenset[str] = frozenset({"completed", "cancelled", "failed"})
+
+
+class JobSpec(msgspec.Struct, frozen=True, kw_only=True):
+    """What every runner of a job reads first (at `jobs/<job_id>/spec.json`)."""
+
+    job_id: JobId
+    bundle_ref: BundleRefStr
+    entrypoints: list[str]
+    n_tasks: int
+    task_subject: str
+    consumer: str
+    options: LaunchOptions = LaunchOptions()
+    job_uri: str = ""  # the full SimJob, for traceability
+
+
+class JobRecord(msgspec.Struct, frozen=True, kw_only=True):
+    """A job as the submitter tracks it (KV_JOBS, key = job_id)."""
+
+    job_id: JobId
+    state: JobState
+    bundle_ref: BundleRefStr
+    n_tasks: int
+    created: str
+    updated: str
+    study: str = ""
+    n_cached: int = 0
+    completed: int = 0
+    failed: int = 0
+    spec_uri: str = ""
+    results_uri: str = ""
+    launcher: str = ""
+    correlation_id: str = ""
+    idempotency_key: str | None = None
+    events_start_seq: int = 0  # first EVENTS stream sequence of this job: replay starts here
+    reason: str = ""
+
+    @property
+    def terminal(self) -> bool:
+        return self.state in TERMINAL_STATES
+
+
+class blob_keys:  # noqa: N801 - a namespace of key builders, read as blob_keys.result_done(...)
+    """Blob store layout. Results are keyed by task_id alone, so any job reuses them."""
+
+    @staticmethod
+    def job_spec(job_id: str) -> str:
+        return f"jobs/{job_id}/spec.json"
+
+    @staticmethod
+    def job_tasks(job_id: str) -> str:
+        return f"jobs/{job_id}/job.json"
+
+    @staticmethod
+    def results_table(job_id: str, output: str) -> str:
+        return f"jobs/{job_id}/results/{output}.parquet"
+
+    @staticmethod
+    def result_prefix(task_id: str) -> str:
+        return f"results/{task_id[:2]}/{task_id}/"
+
+    @staticmethod
+    def result_output(task_id: str, output: str) -> str:
+        return f"results/{task_id[:2]}/{task_id}/{output}.parquet"
+
+    @staticmethod
+    def result_done(task_id: str) -> str:
+        """Written last, only once every output is stored: its presence means 'done'."""
+        return f"results/{task_id[:2]}/{task_id}/_done.json"
