@@ -30,10 +30,23 @@ _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 _encoder = msgspec.json.Encoder(order="sorted")
 
 
+def _check_text(text: str, path: str) -> str:
+    """Refuse text UTF-8 cannot encode (lone surrogates, e.g. from `os.fsdecode`)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise NotCanonical(
+            f"text {text!r} at {path} is not valid Unicode (lone surrogate)", field=path
+        ) from exc
+    return text
+
+
 def normalize(value: Any, _path: str = "$") -> Any:
     """Return `value` as plain JSON data ready for canonical encoding, or raise NotCanonical."""
-    if value is None or isinstance(value, (bool, str)):
+    if value is None or isinstance(value, bool):
         return value
+    if isinstance(value, str):
+        return _check_text(value, _path)
     if isinstance(value, int):
         if not _INT64_MIN <= value <= _INT64_MAX:
             raise NotCanonical(f"integer at {_path} is outside the signed 64-bit range", field=_path)
@@ -51,6 +64,7 @@ def normalize(value: Any, _path: str = "$") -> Any:
         for key, item in value.items():
             if not isinstance(key, str):
                 raise NotCanonical(f"key {key!r} at {_path} is not a string", field=_path)
+            _check_text(key, _path)
             out[key] = normalize(item, f"{_path}.{key}")
         return out
     if isinstance(value, (list, tuple)):

@@ -73,12 +73,31 @@ def _non_finite_path(value: Any, path: str = "") -> str | None:
     return None
 
 
+def _locate_non_finite(data: bytes | str) -> str | None:
+    try:
+        return _non_finite_path(json.loads(data))
+    except (ValueError, RecursionError):  # not JSON even to Python's lenient parser
+        return None
+
+
+def _non_finite(field: str) -> InvalidMessage:
+    return InvalidMessage(
+        f"non-finite number (NaN or Infinity) at '{field}'",
+        field=field,
+        hint="parameters and config must be finite numbers",
+    )
+
+
 def decode(data: bytes | str, type_: type[T]) -> T:
     """Decode `data` as `type_`, or raise InvalidMessage naming the field at fault."""
     try:
         return _decoder(type_).decode(data)
     except msgspec.ValidationError as exc:
         reason, field = _field_of(str(exc))
+        # `1e999` in a typed field: msgspec says "out of range" at `params[...]`, with no key.
+        located = _locate_non_finite(data) if reason == "Number out of range" else None
+        if located:
+            raise _non_finite(located) from exc
         cause = exc.__cause__ or exc.__context__
         if isinstance(cause, ContractError) and getattr(cause, "field", None):
             inner = cause.field
@@ -86,17 +105,12 @@ def decode(data: bytes | str, type_: type[T]) -> T:
         where = f" at '{field}'" if field else ""
         raise InvalidMessage(f"invalid {getattr(type_, '__name__', 'message')}{where}: {reason}", field=field) from exc
     except msgspec.DecodeError as exc:
-        try:
-            field = _non_finite_path(json.loads(data))
-        except ValueError:
-            field = None
+        field = _locate_non_finite(data)
         if field:
-            raise InvalidMessage(
-                f"non-finite number (NaN or Infinity) at '{field}'",
-                field=field,
-                hint="parameters and config must be finite numbers",
-            ) from exc
+            raise _non_finite(field) from exc
         raise InvalidMessage(f"not valid JSON: {exc}") from exc
+    except RecursionError as exc:  # msgspec raises it for hostile nesting, e.g. 100k '['
+        raise InvalidMessage("message nests too deeply to decode") from exc
 
 
 def decode_message(data: bytes | str) -> Message:

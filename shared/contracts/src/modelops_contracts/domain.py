@@ -42,13 +42,13 @@ __all__ = [
 ]
 
 Scalar = bool | int | float | str
-JOB_ID_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$"
+JOB_ID_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$(?!\n)"  # `(?!\n)`: see entrypoint.py
 JobId = Annotated[str, msgspec.Meta(pattern=JOB_ID_PATTERN, description="lowercase DNS label, ≤ 40 chars")]
 EntrypointStr = Annotated[str, msgspec.Meta(pattern=ENTRYPOINT_PATTERN, description="package.module:Class[/scenario]")]
 BundleRefStr = Annotated[str, msgspec.Meta(pattern=BUNDLE_REF_PATTERN, description="host[:port]/repo@sha256:<64 hex>")]
 Seed = Annotated[int, msgspec.Meta(ge=0, le=SEED_MAX)]
-_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_QUANTITY_RE = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi|T|Ti)?$")
+_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
+_QUANTITY_RE = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi|T|Ti)?\Z")
 
 
 def new_job_id() -> str:
@@ -236,30 +236,56 @@ class SimulationStudy(msgspec.Struct, frozen=True, kw_only=True):
     scenario: str | None = None
     sampling_method: str = "explicit"
     n_replicates: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 1
-    base_seed: Annotated[int, msgspec.Meta(ge=0)] = 0
+    base_seed: Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)] = 0  # derive_seed's range
     config: dict[str, Any] = {}
     outputs: list[str] | None = None
     parameter_space: ParameterSpace | None = None
     metadata: dict[str, str] = {}
 
     def __post_init__(self) -> None:
+        # InvalidMessage (a ValueError, so msgspec still wraps it) names the field at fault.
+        # msgspec checks Meta constraints only when decoding; direct construction must match.
+        if isinstance(self.n_replicates, bool) or not 1 <= self.n_replicates <= 100_000:
+            raise InvalidMessage(
+                f"n_replicates must be between 1 and 100000, got {self.n_replicates!r}",
+                field="n_replicates",
+            )
+        if isinstance(self.base_seed, bool) or not 0 <= self.base_seed < 2**63:
+            raise InvalidMessage(
+                f"base_seed must be an int in [0, 2**63), got {self.base_seed!r}", field="base_seed"
+            )
         ep = parse_entrypoint(self.model)
         if self.scenario and ep.scenario and ep.scenario != self.scenario:
-            raise ValueError(f"model names scenario {ep.scenario!r} but scenario is {self.scenario!r}")
+            raise InvalidMessage(
+                f"model names scenario {ep.scenario!r} but scenario is {self.scenario!r}",
+                field="scenario",
+            )
         if self.scenario is not None:
-            parse_entrypoint(f"{ep.target}/{self.scenario}")
+            try:
+                parse_entrypoint(f"{ep.target}/{self.scenario}")
+            except InvalidMessage as exc:
+                raise InvalidMessage(
+                    f"scenario {self.scenario!r} is not a name of letters, digits,"
+                    " '_', '-' and '.'",
+                    field="scenario",
+                ) from exc
         if not self.parameter_sets:
-            raise ValueError("a study needs at least one parameter set")
+            raise InvalidMessage("a study needs at least one parameter set", field="parameter_sets")
         seen: dict[str, int] = {}
         for i, ps in enumerate(self.parameter_sets):
             if self.parameter_space is not None:
                 try:
                     self.parameter_space.check(ps.params)
                 except InvalidMessage as exc:
-                    raise ValueError(f"parameter set #{i}: {exc}") from exc
+                    raise InvalidMessage(
+                        f"parameter set #{i}: {exc.message}",
+                        field=f"parameter_sets.{i}.{exc.field}",
+                        hint=exc.hint,
+                    ) from exc
             if ps.param_id in seen:
-                raise ValueError(
-                    f"parameter set #{i} repeats #{seen[ps.param_id]}; use n_replicates for repeats"
+                raise InvalidMessage(
+                    f"parameter set #{i} repeats #{seen[ps.param_id]}; use n_replicates for repeats",
+                    field=f"parameter_sets.{i}",
                 )
             seen[ps.param_id] = i
         normalize(self.config, "config")
@@ -300,7 +326,7 @@ class SimulationStudy(msgspec.Struct, frozen=True, kw_only=True):
                     )
                 )
         return SimJob(
-            job_id=job_id or new_job_id(),
+            job_id=new_job_id() if job_id is None else job_id,  # '' is an error, not 'new'
             bundle_ref=ref,
             batches=[SimBatch(batch_id=f"{self.name}-0", sampling_method=self.sampling_method, tasks=tasks)],
             resources=resources or Resources(),

@@ -16,8 +16,10 @@ __all__ = ["ENTRYPOINT_PATTERN", "Entrypoint", "parse_entrypoint"]
 
 _IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
 _SCENARIO = r"[A-Za-z0-9_][A-Za-z0-9_.\-]*"
-ENTRYPOINT_PATTERN = rf"^{_IDENT}(\.{_IDENT})*:{_IDENT}(/{_SCENARIO})?$"
-_RE = re.compile(rf"^(?P<module>{_IDENT}(?:\.{_IDENT})*):(?P<cls>{_IDENT})(?:/(?P<scenario>{_SCENARIO}))?$")
+# Python's `$` also matches before a final "\n"; `(?!\n)` makes it the true end of the text
+# (schema.py drops it on export, where ECMA-262 `$` already means that).
+ENTRYPOINT_PATTERN = rf"^{_IDENT}(\.{_IDENT})*:{_IDENT}(/{_SCENARIO})?$(?!\n)"
+_RE = re.compile(rf"^(?P<module>{_IDENT}(?:\.{_IDENT})*):(?P<cls>{_IDENT})(?:/(?P<scenario>{_SCENARIO}))?\Z")
 
 
 class Entrypoint(msgspec.Struct, frozen=True, kw_only=True):

@@ -16,6 +16,7 @@ from typing import Annotated, Any, ClassVar, Literal
 import msgspec
 
 from .domain import BundleRefStr, JobId, Resources, SimJob, SimulationStudy
+from .errors import InvalidMessage
 from .refs import Digest
 from .registry import ModelEntry, Registry
 from .subjects import BUNDLE_EVENTS, MODEL_EVENTS, REJECTED_EVENTS, command_subject, job_event_subject
@@ -132,7 +133,10 @@ class SubmitJob(Command, frozen=True, kw_only=True, tag="modelops.cmd.submit_job
 
     def __post_init__(self) -> None:
         if (self.study is None) == (self.job is None):
-            raise ValueError("SubmitJob needs exactly one of 'study' or 'job'")
+            raise InvalidMessage(
+                "SubmitJob needs exactly one of 'study' or 'job'",
+                field="job" if self.job is not None else "study",  # the surplus or the usual one
+            )
 
 
 class CancelJob(Command, frozen=True, kw_only=True, tag="modelops.cmd.cancel_job"):

@@ -19,7 +19,7 @@ from .refs import DIGEST_PATTERN, Digest
 
 __all__ = ["ModelEntry", "Registry", "TrackedFile", "check_relative_path"]
 
-_MODEL_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
+_MODEL_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}\Z")
 _DIGEST_RE = re.compile(DIGEST_PATTERN)
 MAX_FILE_SIZE = 64 * 2**30  # 64 GiB: beyond this a "data file" is a mistake, not a model input
 

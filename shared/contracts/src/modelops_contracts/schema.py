@@ -19,13 +19,28 @@ from .messages import COMMANDS, EVENTS
 
 __all__ = ["message_schemas", "write_schemas"]
 
+_PY_END = r"$(?!\n)"  # our patterns' strict end anchor for Python's re (see entrypoint.py)
+
+
+def _portable(node: Any) -> Any:
+    """Patterns as ECMA-262 reads them: there `$` already is the true end, and lookaheads
+    are outside the subset JSON Schema recommends (RE2-based validators reject them)."""
+    if isinstance(node, dict):
+        return {
+            k: v.replace(_PY_END, "$") if k == "pattern" and isinstance(v, str) else _portable(v)
+            for k, v in node.items()
+        }
+    if isinstance(node, list):
+        return [_portable(v) for v in node]
+    return node
+
 
 def message_schemas() -> dict[str, dict[str, Any]]:
     """Schema of every message, keyed by its wire `type` tag."""
     out = {}
     for cls in (*COMMANDS, *EVENTS):
         tag = cls.__struct_config__.tag
-        out[tag] = msgspec.json.schema(cls)
+        out[tag] = _portable(msgspec.json.schema(cls))
     return out
 
 

@@ -35,17 +35,23 @@ def _set_key(base_seed: int, param_id: str) -> int:
     return int.from_bytes(raw[:4], "big")
 
 
+def _check_int(value: int, name: str, upper: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= upper:
+        raise InvalidMessage(f"{name} must be an int in [0, {upper}], got {value!r}", field=name)
+
+
 def derive_seed(base_seed: int, param_id: str, replicate: int) -> int:
     """Seed for replicate `replicate` of parameter set `param_id` in a study with `base_seed`."""
-    if isinstance(base_seed, bool) or not isinstance(base_seed, int) or not 0 <= base_seed < 2**63:
-        raise InvalidMessage(f"base_seed must be an int in [0, 2**63), got {base_seed!r}", field="base_seed")
-    if isinstance(replicate, bool) or not isinstance(replicate, int) or not 0 <= replicate <= SEED_MAX:
-        raise InvalidMessage(f"replicate must be an int in [0, 2**32), got {replicate!r}", field="replicate")
+    _check_int(base_seed, "base_seed", 2**63 - 1)
+    _check_int(replicate, "replicate", SEED_MAX)
     return _fmix32((_set_key(base_seed, param_id) + replicate) & _MASK)
 
 
 def derive_seeds(base_seed: int, param_id: str, n_replicates: int) -> list[int]:
-    """Seeds for replicates 0 … n-1 of one parameter set (hashes the set key once)."""
+    """Seeds for replicates 0 … n-1 of one parameter set (hashes the set key once).
+
+    At most 2**32 replicates: beyond that the 32-bit seeds would repeat."""
+    _check_int(base_seed, "base_seed", 2**63 - 1)
+    _check_int(n_replicates, "n_replicates", SEED_MAX + 1)
     key = _set_key(base_seed, param_id)
-    derive_seed(base_seed, param_id, 0)  # validates the arguments
     return [_fmix32((key + r) & _MASK) for r in range(n_replicates)]
