@@ -6,12 +6,14 @@ when a registration is decoded, when a bundle is built and when a bundle is pull
 
 from __future__ import annotations
 
+import collections
 import functools
 import re
 from typing import Annotated, Literal
 
 import msgspec
 
+from .domain import ParameterSpace
 from .entrypoint import parse_entrypoint
 from .errors import InvalidMessage
 from .hashing import model_digest
@@ -74,14 +76,15 @@ class ModelEntry(msgspec.Struct, frozen=True, kw_only=True, dict=True):
     outputs: list[str] = []
     scenarios: list[str] = []
     parameters: list[str] = []
+    parameter_space: ParameterSpace | None = None  # declared ranges, checked at submit
 
     def __post_init__(self) -> None:
         if not _MODEL_ID_RE.match(self.id):
             raise ValueError(f"model id {self.id!r} must be letters, digits, '_', '.', '-' (≤ 128)")
         parse_entrypoint(self.entrypoint)
         check_relative_path(self.path)
-        paths = [f.path for f in self.files]
-        dupes = sorted({p for p in paths if paths.count(p) > 1})
+        counts = collections.Counter(f.path for f in self.files)
+        dupes = sorted(p for p, n in counts.items() if n > 1)
         if dupes:
             raise ValueError(f"model {self.id!r} tracks {', '.join(dupes)} more than once")
         if self.path not in {f.path for f in self.code}:
