@@ -1,0 +1,101 @@
+"""The one async interface every blob store backend implements.
+
+Job specs and task outputs go through it, so the submitter and the runners run unchanged on
+S3 (AWS, MinIO, SeaweedFS) and on a local folder (the embedded stack).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from types import TracebackType
+from typing import Protocol, Self, runtime_checkable
+
+__all__ = ["BlobStore", "ClosingStore"]
+
+
+@runtime_checkable
+class BlobStore(Protocol):
+    """Objects addressed by relative POSIX keys under one base URI.
+
+    Methods that read take a key or a full URI of this store (`uri_for(key)`). Writes are
+    all-or-nothing: a reader never sees a half-written object. A store holds network
+    clients bound to the event loop it is first used in: use it from one loop, and
+    `close()` it (or use `async with`).
+    """
+
+    uri: str
+    """Base URI, e.g. "s3://bucket/prefix" or "file:///abs/dir" (no trailing slash)."""
+
+    def uri_for(self, key: str) -> str:
+        """Full URI of `key`; get_* and exists/delete accept it back."""
+        ...
+
+    async def put_bytes(self, key: str, data: bytes, *, content_type: str | None = None) -> str:
+        """Write `data` at `key` (last write wins, atomically) and return its URI."""
+        ...
+
+    async def put_file(self, key: str, path: Path) -> str:
+        """Stream the file at `path` to `key` (multipart when large) and return its URI."""
+        ...
+
+    async def put_if_absent(
+        self, key: str, data: bytes, *, content_type: str | None = None
+    ) -> bool:
+        """Write `data` only if `key` holds nothing yet; True if this call wrote it."""
+        ...
+
+    async def get_bytes(self, key_or_uri: str) -> bytes:
+        """The object's bytes; BlobNotFound if there is none."""
+        ...
+
+    async def get_file(self, key_or_uri: str, dest: Path) -> None:
+        """Stream the object to `dest`, which appears complete or not at all."""
+        ...
+
+    async def exists(self, key_or_uri: str) -> bool:
+        """Whether an object is stored at that key."""
+        ...
+
+    def list(self, prefix: str = "") -> AsyncIterator[str]:
+        """Keys starting with `prefix` (a string prefix, as in S3), fetched page by page.
+
+        AWS S3 and file:// yield UTF-8 byte order; SeaweedFS lists folder by folder, so
+        callers must not rely on the order across folders.
+        """
+        ...
+
+    async def delete(self, key_or_uri: str) -> None:
+        """Remove the object; deleting a missing key is not an error (S3 semantics)."""
+        ...
+
+    async def close(self) -> None:
+        """Release network clients; the store must not be used afterwards."""
+        ...
+
+    async def __aenter__(self) -> Self: ...
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+
+class ClosingStore:
+    """Mixin: `async with store:` closes it on exit."""
+
+    async def close(self) -> None:  # pragma: no cover - overridden by every backend
+        return None
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()

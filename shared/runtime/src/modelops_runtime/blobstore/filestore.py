@@ -1,0 +1,192 @@
+"""The file:// backend: one folder, one file per key, for the embedded stack and tests.
+
+Writes go through `_atomic` (temporary file + fsync + rename), so readers never see a torn
+object and a crash leaves no partial one. Every blocking call runs in asyncio.to_thread.
+Limits callers should know: key "a" and key "a/b" cannot both exist (a path is a file or a
+folder: BlobConflict), `content_type` is not stored, and deleting leaves empty folders
+behind (removing them would race with a concurrent put into the same folder).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import contextlib
+import errno
+import os
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+from modelops_runtime.blobstore._atomic import copy_file_atomic, write_bytes_atomic
+from modelops_runtime.blobstore.base import ClosingStore
+from modelops_runtime.blobstore.errors import BlobConflict, BlobNotFound, BlobStoreError
+from modelops_runtime.blobstore.keys import (
+    TMP_PREFIX,
+    BlobLocation,
+    join_uri,
+    key_of,
+    validate_prefix,
+)
+
+__all__ = ["FileBlobStore"]
+
+_NO_LINKS = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS}
+
+
+class FileBlobStore(ClosingStore):
+    """A blob store in a local folder, addressed as file:///abs/dir."""
+
+    def __init__(self, location: BlobLocation) -> None:
+        if location.scheme != "file":
+            raise ValueError(f"FileBlobStore needs a file:// location, got {location.uri}")
+        self.uri = location.uri
+        self.root = Path(location.root)
+
+    def __repr__(self) -> str:
+        return f"FileBlobStore({self.uri!r})"
+
+    def uri_for(self, key: str) -> str:
+        return join_uri(self.uri, key)
+
+    def _path(self, key_or_uri: str) -> tuple[Path, str]:
+        key = key_of(self.uri, key_or_uri)
+        return self.root / key, self.uri_for(key)
+
+    async def put_bytes(self, key: str, data: bytes, *, content_type: str | None = None) -> str:
+        path, uri = self._path(key)
+        await asyncio.to_thread(self._write_bytes, path, uri, bytes(data), False)
+        return uri
+
+    async def put_if_absent(
+        self, key: str, data: bytes, *, content_type: str | None = None
+    ) -> bool:
+        # os.link of a complete temporary file fails if the name exists: atomic create-if-absent
+        # without a lock, and the object appears whole or not at all.
+        path, uri = self._path(key)
+        return await asyncio.to_thread(self._write_bytes, path, uri, bytes(data), True)
+
+    async def put_file(self, key: str, path: Path) -> str:
+        dest, uri = self._path(key)
+        source = await asyncio.to_thread(open, path, "rb")  # a missing source: FileNotFoundError
+        try:
+            await asyncio.to_thread(self._copy_in, source, dest, uri)
+        finally:
+            source.close()
+        return uri
+
+    async def get_bytes(self, key_or_uri: str) -> bytes:
+        path, uri = self._path(key_or_uri)
+        return await asyncio.to_thread(self._read_bytes, path, uri)
+
+    async def get_file(self, key_or_uri: str, dest: Path) -> None:
+        path, uri = self._path(key_or_uri)
+        source = await asyncio.to_thread(self._open_blob, path, uri)
+        try:
+            # errors writing `dest` are the caller's own path: they stay plain OSErrors
+            await asyncio.to_thread(copy_file_atomic, source, Path(dest))
+        finally:
+            source.close()
+
+    async def exists(self, key_or_uri: str) -> bool:
+        path, _ = self._path(key_or_uri)
+        return await asyncio.to_thread(path.is_file)
+
+    async def list(self, prefix: str = "") -> AsyncIterator[str]:
+        keys = await asyncio.to_thread(self._scan, validate_prefix(prefix))
+        for key in keys:
+            yield key
+
+    async def delete(self, key_or_uri: str) -> None:
+        path, uri = self._path(key_or_uri)
+        await asyncio.to_thread(self._unlink, path, uri)
+
+    async def close(self) -> None:
+        return None
+
+    # -- blocking helpers, run in a thread ------------------------------------------------
+
+    def _write_bytes(self, path: Path, uri: str, data: bytes, exclusive: bool) -> bool:
+        with _write_errors(uri, self.root, exclusive=exclusive):
+            written = write_bytes_atomic(path, data, exclusive=exclusive)
+            if not written and path.is_dir():
+                raise IsADirectoryError(errno.EISDIR, "is a folder of other keys", str(path))
+            return written
+
+    def _copy_in(self, source: BinaryIO, dest: Path, uri: str) -> None:
+        with _write_errors(uri, self.root, exclusive=False):
+            copy_file_atomic(source, dest)
+
+    def _open_blob(self, path: Path, uri: str) -> BinaryIO:
+        with _read_errors(uri):
+            if path.is_dir():
+                raise IsADirectoryError(errno.EISDIR, "is a folder", str(path))
+            return open(path, "rb")  # the caller closes it
+
+    def _read_bytes(self, path: Path, uri: str) -> bytes:
+        with self._open_blob(path, uri) as source, _read_errors(uri):
+            return source.read()
+
+    def _scan(self, prefix: str) -> builtins.list[str]:  # `list` is our method here
+        # Walk only the folder the prefix names (its part before the last '/'), then filter
+        # by string prefix, as S3 does for "jobs/j" matching "jobs/j1/..." and "jobs/j2".
+        folder = self.root / prefix.rpartition("/")[0]
+        keys: builtins.list[str] = []
+        for dirpath, dirnames, filenames in os.walk(folder, onerror=_raise):
+            dirnames[:] = [d for d in dirnames if not d.startswith(TMP_PREFIX)]
+            rel = Path(dirpath).relative_to(self.root).as_posix()
+            for name in filenames:
+                if name.startswith(TMP_PREFIX):
+                    continue  # a write in flight, or left by a crash: not an object
+                key = name if rel == "." else f"{rel}/{name}"
+                if key.startswith(prefix):
+                    keys.append(key)
+        keys.sort()  # code-point order equals the UTF-8 byte order S3 lists in
+        return keys
+
+    def _unlink(self, path: Path, uri: str) -> None:
+        try:
+            path.unlink()
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            return  # nothing stored at that key: deleting is idempotent, as on S3
+        except OSError as exc:
+            raise BlobStoreError(f"cannot delete {uri}: {exc.strerror}") from exc
+
+
+def _raise(exc: OSError) -> None:
+    if not isinstance(exc, FileNotFoundError | NotADirectoryError):
+        raise exc  # a missing folder lists as empty; anything else (permissions) is an error
+
+
+@contextlib.contextmanager
+def _read_errors(uri: str) -> Iterator[None]:
+    try:
+        yield
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError) as exc:
+        raise BlobNotFound(uri) from exc
+    except OSError as exc:
+        raise BlobStoreError(
+            f"cannot read {uri}: {exc.strerror}", hint="check the folder's permissions"
+        ) from exc
+
+
+@contextlib.contextmanager
+def _write_errors(uri: str, root: Path, *, exclusive: bool) -> Iterator[None]:
+    try:
+        yield
+    except (NotADirectoryError, IsADirectoryError, FileExistsError) as exc:
+        # FileExistsError here comes from mkdir: a parent of the key is an existing object
+        raise BlobConflict(
+            f"cannot write {uri}: a key and a folder of other keys would share a path",
+            hint="on file:// stores, key 'a' and key 'a/b' cannot both exist",
+        ) from exc
+    except OSError as exc:
+        if exclusive and exc.errno in _NO_LINKS:
+            raise BlobStoreError(
+                f"cannot write {uri} exclusively: the filesystem at {root} has no hard links",
+                hint="put the file:// store on a local POSIX filesystem",
+            ) from exc
+        raise BlobStoreError(
+            f"cannot write {uri}: {exc.strerror or exc}",
+            hint=f"check permissions and free space under {root}",
+        ) from exc

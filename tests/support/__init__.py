@@ -1,0 +1,1 @@
+"""Test helpers: real test servers and the fixtures built on them."""
