@@ -17,6 +17,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from .errors import ConfigError, StackNotRunning
+
 __all__ = ["CliConfig", "ConfigError", "StackInfo", "find_project_root", "load_config"]
 
 CONFIG_FILE = "modelops.toml"
@@ -31,12 +33,6 @@ _KEYS = {
 }
 
 
-class ConfigError(Exception):
-    def __init__(self, message: str, *, hint: str | None = None) -> None:
-        super().__init__(message)
-        self.message, self.hint = message, hint
-
-
 @dataclass(frozen=True)
 class StackInfo:
     """What `modelops up` recorded in `.modelops/stack.json`."""
@@ -48,13 +44,18 @@ class StackInfo:
     home: Path
 
     def alive(self) -> bool:
+        """Whether the stack process still runs (and is ours: a reused pid is not)."""
         try:
             os.kill(self.pid, 0)
         except ProcessLookupError:
             return False
         except PermissionError:
             return True
-        return True
+        try:  # Linux: a pid reused after a reboot or crash belongs to some other program
+            cmdline = Path(f"/proc/{self.pid}/cmdline").read_bytes()
+        except OSError:
+            return True
+        return b"modelops" in cmdline
 
 
 @dataclass(frozen=True)
@@ -88,6 +89,39 @@ class CliConfig:
         except (OSError, ValueError, KeyError):
             return None
         return info if info.alive() else None
+
+    def require_nats_url(self) -> str:
+        """The NATS URL to use: configured, else the running embedded stack's; else a clear
+        StackNotRunning."""
+        if self.nats_url:
+            return self.nats_url
+        stack = self.stack()
+        if stack is not None:
+            return stack.nats_url
+        raise StackNotRunning(
+            f"no ModelOps stack is running for {self.project_root} (no NATS URL configured)",
+            hint="start one with 'modelops up --detach', or set MODELOPS_NATS_URL "
+            "(or nats_url in modelops.toml) to use a deployment",
+        )
+
+    def with_stack(self) -> CliConfig:
+        """This config with the running embedded stack's stores in place of defaults.
+
+        `modelops up` records where it keeps bundles and blobs; a value the user configured
+        (flag, env, modelops.toml) still wins.
+        """
+        stack = self.stack()
+        if stack is None:
+            return self
+        values = {}
+        if self.sources.get("registry") == "default":
+            values["registry"] = stack.bundle_store
+        if self.sources.get("blob_store") == "default":
+            values["blob_store"] = stack.blob_store
+        if not self.nats_url:
+            values["nats_url"] = stack.nats_url
+        sources = {**self.sources, **{k: "stack.json" for k in values}}
+        return replace(self, **values, sources=sources)
 
     def with_overrides(self, **values: Any) -> CliConfig:
         given = {k: v for k, v in values.items() if v is not None}

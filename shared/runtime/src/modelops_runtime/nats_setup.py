@@ -14,6 +14,7 @@ truth and a second call is a no-op. Names come from `modelops_contracts.subjects
 from __future__ import annotations
 
 import asyncio
+import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -363,6 +364,9 @@ async def connect(
     *,
     name: str,
     credentials: str | None = None,
+    user: str | None = None,
+    password: str | None = None,
+    inbox_prefix: str | None = None,
     first_connect_timeout_s: float = 5.0,
     reconnect_time_wait_s: float = 1.0,
     max_reconnect_attempts: int = -1,
@@ -373,8 +377,14 @@ async def connect(
     A service started before the server (compose, Kubernetes) waits up to the first-connect
     deadline instead of crashing at once; after that the client reconnects on its own
     (`max_reconnect_attempts=-1`) and resends buffered publishes. `name` shows in the server's
-    monitoring. `credentials` is a NATS .creds file.
+    monitoring. `credentials` is a NATS .creds file; `user`/`password` log in as one of the
+    users of deploy/nats/nats-server.conf, whose permissions allow replies only on
+    `_INBOX.<user>.>`, hence the per-user inbox prefix. With neither given, both are read from
+    MODELOPS_NATS_USER / MODELOPS_NATS_PASSWORD when set.
     """
+    user = user or os.environ.get("MODELOPS_NATS_USER") or None
+    password = password or os.environ.get("MODELOPS_NATS_PASSWORD") or None
+    inbox = inbox_prefix or (f"_INBOX.{user}" if user else "_INBOX")
     _check_credentials(url, credentials)
     nc = nats.NATS()
     events = _ConnectionLog(nc, url, name)
@@ -384,6 +394,9 @@ async def connect(
                 servers=[url],
                 name=name,
                 user_credentials=credentials,
+                user=user,
+                password=password,
+                inbox_prefix=inbox,
                 connect_timeout=connect_timeout_s,  # type: ignore[arg-type]
                 reconnect_time_wait=reconnect_time_wait_s,  # type: ignore[arg-type]
                 max_reconnect_attempts=max_reconnect_attempts,
@@ -409,7 +422,7 @@ def _check_credentials(url: str, credentials: str | None) -> None:
         raise NatsUnavailable(
             url,
             detail=f"credentials file {credentials} not found",
-            hint="set MODELOPS_NATS_CREDENTIALS to an existing .creds file",
+            hint="set MODELOPS_NATS_CREDS to an existing .creds file",
         )
 
 
