@@ -13,7 +13,6 @@ and pushes the bundle itself with the same library code.
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +28,7 @@ from modelops_bundle.registration import Registration, register_model
 from modelops_bundle.registry_file import dump_registry, load_registry
 from modelops_bundle.status import ModelStatus, check_unchanged, model_status
 from modelops_bundle.stores import BundleStore, open_store
-from modelops_bundle.stores.base import run_concurrently
+from modelops_bundle.stores.base import check_repository, check_tag, run_concurrently
 from modelops_contracts import (
     BuildBundle,
     BundleFailed,
@@ -57,6 +56,7 @@ from rich.table import Table
 from .. import console
 from ..bus import request
 from ..config import CliConfig, load_config
+from ..errors import CliError, CommandRefused
 
 __all__ = ["CommandFailed", "register"]
 
@@ -71,13 +71,8 @@ _PUSH_TEXT = {
 }
 
 
-class CommandFailed(Exception):
+class CommandFailed(CliError):
     """A bundle command could not do what was asked; printed as one line plus a hint."""
-
-    def __init__(self, message: str, *, hint: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.hint = hint
 
 
 # ------------------------------------------------------------------------------ context
@@ -99,20 +94,14 @@ class _Context:
 def _context(*, registry: str | None = None, repository: str | None = None) -> _Context:
     """Config from flags, env, modelops.toml and a running embedded stack, in that order."""
     _quiet_logs()
-    cfg = load_config().with_overrides(registry=registry, repository=repository)
-    stack = cfg.stack()
-    store = cfg.registry
-    if stack is not None and cfg.sources.get("registry") == "default":
-        store = stack.bundle_store  # the bundler of that stack writes there
-    return _Context(
-        cfg=cfg, nats_url=cfg.nats_url or (stack.nats_url if stack else None), store_location=store
-    )
+    cfg = load_config().with_overrides(registry=registry, repository=repository).with_stack()
+    return _Context(cfg=cfg, nats_url=cfg.nats_url, store_location=cfg.registry)
 
 
 def _quiet_logs() -> None:
-    """Library logs go to stderr, warnings only unless --verbose: stdout is for results."""
-    configure_logging("cli", level="DEBUG" if console.is_verbose() else "WARNING", fmt="console")
-    logging.getLogger("faststream").setLevel(logging.WARNING)
+    """Library logs go to stderr, errors only unless --verbose: stdout is for results, and a
+    failure must read as one line (the registry store logs each retry as a warning)."""
+    configure_logging("cli", level="DEBUG" if console.is_verbose() else "ERROR", fmt="console")
 
 
 def _project_name(registry: Registry, ctx: _Context) -> str:
@@ -141,9 +130,11 @@ def _ask(
     )
 
 
-def _rejected(event: CommandRejected, what: str) -> CommandFailed:
+def _rejected(event: CommandRejected, what: str) -> CommandRefused:
     field = f" (field {event.field})" if event.field else ""
-    return CommandFailed(f"{what} was rejected{field}: {event.reason}", hint=event.hint)
+    return CommandRefused(
+        f"{what} was rejected{field}: {event.reason}", field=event.field, hint=event.hint
+    )
 
 
 def _human_size(n: int) -> str:
@@ -245,9 +236,7 @@ def register_model_cmd(
 def _model_table(model: ModelStatus) -> Table:
     table = Table(
         title=f"{model.id}  ({model.entrypoint})",
-        caption=f"model digest {model.digest[:19]}…  {_PUSH_TEXT[model.pushed]}",
         title_justify="left",
-        caption_justify="left",
     )
     table.add_column("file", overflow="fold")
     table.add_column("kind")
@@ -275,6 +264,11 @@ def status_cmd() -> None:
         return
     for model in report.models:
         console.out.print(_model_table(model))
+        console.out.print(
+            f"registered version {model.digest[:19]}…: {_PUSH_TEXT[model.pushed]}",
+            markup=True,
+            soft_wrap=True,
+        )
         for warning in model.warnings:
             console.err.print(f"[yellow]warning:[/] {warning}", markup=True, soft_wrap=True)
     if pushed:
@@ -449,8 +443,10 @@ def build_cmd(
     """Build the bundle of the registered models; with --push, upload and push it and print
     its reference (host/repo@sha256:...) alone on the last line of stdout."""
     ctx = _context(registry=registry, repository=repository)
+    repo = check_repository(ctx.cfg.repository)  # refuse bad names before any upload
+    if tag is not None:
+        check_tag(tag)
     reg = _registry_to_build(ctx, reregister, timeout)
-    repo = ctx.cfg.repository
     if not push:
         composed = compose_bundle(reg, registry_yaml=dump_registry(reg))
         console.err.print(
