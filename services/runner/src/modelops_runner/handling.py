@@ -1,0 +1,376 @@
+"""What happens to one task message: decode, reuse or run, store, report, settle.
+
+::
+
+    decode SimTask ──bad──▶ TaskFailed(infrastructure) + term        (never redelivered)
+    _done.json exists ───▶ TaskCompleted (cached, or the stored run's own event) + ack
+    run on the pool ──────▶ success: outputs, _done.json, TaskCompleted, then ack
+                            model failure: TaskFailed(final) + ack   (retrying burns time)
+    infrastructure trouble ▶ nak with back-off; on the last delivery TaskFailed + term
+
+Acks come last, after the result is stored and JetStream has acknowledged the event, so a
+crash anywhere means redelivery, never loss. `TaskHandler.handle` is the outermost boundary
+for one message: whatever goes wrong, the message is acked, nak'ed or terminated, and the
+log line says which.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+import structlog
+
+from modelops_contracts import InvalidMessage, SimTask, TaskMetrics, decode
+from modelops_contracts.messages import Event, utc_now
+from modelops_runtime.blobstore import BlobStore, BlobStoreError
+
+from .errors import InfrastructureError
+from .pacing import is_last_delivery, nak_delay
+from .pool import TaskFailure, TaskOutcome, TaskSuccess, WorkItem
+from .queue import QueueMessage
+from .reporting import EventPublisher, completed_event, failed_event
+from .results import BadOutputName, ResultRecord, find_result, save_result
+
+__all__ = [
+    "CORRELATION_HEADER",
+    "HeldMessage",
+    "LoopConfig",
+    "Pool",
+    "RunStats",
+    "Stage",
+    "TaskHandler",
+]
+
+log = structlog.get_logger(__name__)
+
+CORRELATION_HEADER = "Modelops-Correlation-Id"
+"""Optional task message header carrying the SubmitJob's correlation id."""
+
+Stage = Literal["queued", "running", "finishing"]
+"""queued: waiting for a worker; running: on a worker; finishing: storing, reporting, settling."""
+
+_FINAL_REPORT_ATTEMPTS = 3
+
+
+class Pool(Protocol):
+    """What the loop needs of WorkerPool."""
+
+    n_workers: int
+
+    async def run(self, item: WorkItem) -> TaskOutcome: ...
+
+
+@dataclass(frozen=True)
+class LoopConfig:
+    """What the loop is told: who it is, which job, and the consumer's limits."""
+
+    job_id: str
+    runner_id: str
+    bundle_ref: str
+    n_workers: int
+    ack_wait_s: float
+    max_deliver: int
+    correlation_id: str = ""
+    fetch_timeout_s: float = 1.0
+    shutdown_grace_s: float = 20.0
+    max_held: int = 0  # 0: 8 per worker + 32
+    look_ahead_s: float = 0.25  # with tasks shorter than this, hold about this much work ahead
+
+    @property
+    def held_limit(self) -> int:
+        return self.max_held or 8 * self.n_workers + 32
+
+
+@dataclass
+class RunStats:
+    """What this runner did, for its final log line."""
+
+    completed: int = 0
+    cached: int = 0
+    failed: int = 0
+    retried: int = 0  # nak'ed for redelivery
+    terminated: int = 0
+    redelivered: int = 0  # messages this runner got on a second or later delivery
+    failures_by_kind: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(eq=False)
+class HeldMessage:
+    """A fetched message this runner holds until it is settled."""
+
+    msg: QueueMessage
+    since: float
+    last_beat: float
+    stage: Stage = "queued"
+    task: asyncio.Task[None] | None = None
+    task_id: str = ""  # once decoded, for log lines outside the task's bound context
+
+
+class _Retry(Exception):
+    """Infrastructure trouble while handling one task: nak it (or give up on the last try)."""
+
+
+class TaskHandler:
+    """Handles fetched messages one coroutine each; at most `n_workers` on the pool at once.
+
+    `on_stage` tells the loop when a message stops needing a worker (so it can fetch more);
+    `task_s` is a moving average of a task's time on a worker (the loop's look-ahead).
+    """
+
+    def __init__(
+        self,
+        cfg: LoopConfig,
+        *,
+        pool: Pool,
+        store: BlobStore,
+        publisher: EventPublisher,
+        stats: RunStats,
+        on_stage: Callable[[HeldMessage, Stage], None],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.cfg = cfg
+        self.stats = stats
+        self.task_s: float | None = None
+        self.consumer_gone = False  # set by the loop: settling is pointless then
+        self._pool = pool
+        self._store = store
+        self._publisher = publisher
+        self._on_stage = on_stage
+        self._clock = clock
+        self._slots = asyncio.Semaphore(cfg.n_workers)
+
+    async def handle(self, held: HeldMessage) -> None:
+        """Process one message; never raises but CancelledError (then it naks)."""
+        msg = held.msg
+        try:
+            await self._process(held)
+        except asyncio.CancelledError:
+            if not self.consumer_gone:
+                with contextlib.suppress(InfrastructureError):
+                    await msg.nak()
+                log.info(
+                    "task.interrupted", task_id=held.task_id, action="nak", attempt=msg.attempt
+                )
+            raise
+        except Exception as exc:  # the outermost per-message boundary: never lose the message
+            try:
+                action = await self._give_back(held, exc)
+            except InfrastructureError as settle_exc:
+                action = f"none ({settle_exc}): redelivered after ack_wait"
+            log.error(
+                "task.handler_error",
+                task_id=held.task_id,
+                action=action,
+                attempt=msg.attempt,
+                exc_info=True,
+            )
+
+    async def _process(self, held: HeldMessage) -> None:
+        msg = held.msg
+        try:
+            task = decode(msg.data, SimTask)
+        except InvalidMessage as exc:
+            await self._reject(msg, f"task message cannot be decoded: {exc}")
+            return
+        held.task_id = task.task_id
+        correlation_id = msg.headers.get(CORRELATION_HEADER) or self.cfg.correlation_id
+        correlation_id = correlation_id or self.cfg.job_id
+        with structlog.contextvars.bound_contextvars(
+            job_id=self.cfg.job_id, task_id=task.task_id, correlation_id=correlation_id
+        ):
+            if task.bundle_digest != self.cfg.bundle_ref.rsplit("@", 1)[1]:
+                await self._reject(
+                    msg,
+                    f"task {task.task_id} is for bundle {task.bundle_ref}, but this job runs "
+                    f"{self.cfg.bundle_ref}",
+                    task_id=task.task_id,
+                    correlation_id=correlation_id,
+                )
+                return
+            try:
+                await self._run_task(held, task, correlation_id)
+            except (_Retry, BlobStoreError, InfrastructureError) as exc:
+                action = await self._give_back(held, exc, task_id=task.task_id, cid=correlation_id)
+                log.warning(
+                    "task.infrastructure_error", error=str(exc), action=action, attempt=msg.attempt
+                )
+
+    async def _run_task(self, held: HeldMessage, task: SimTask, correlation_id: str) -> None:
+        msg, attempt = held.msg, held.msg.attempt
+        stored = await find_result(self._store, task.task_id)
+        if stored is not None:
+            self._on_stage(held, "finishing")
+            await self._report_done(msg, stored, correlation_id)
+            return
+        outcome = await self._run_on_pool(held, task)
+        self._on_stage(held, "finishing")
+        if isinstance(outcome, TaskSuccess):
+            record = ResultRecord(
+                task_id=task.task_id,
+                job_id=self.cfg.job_id,
+                attempt=attempt,
+                outputs={},
+                metrics=_metrics(outcome),
+                runner_id=self.cfg.runner_id,
+                time=utc_now(),
+                correlation_id=correlation_id,
+            )
+            try:
+                stored, _ = await save_result(self._store, record, outcome.outputs)
+            except BadOutputName as exc:
+                outcome = TaskFailure(
+                    task_id=task.task_id,
+                    kind="bad_output",
+                    message=str(exc),
+                    error_type=type(exc).__name__,
+                    wall_s=outcome.wall_s,
+                )
+            else:
+                await self._report_done(msg, stored, correlation_id)
+                return
+        if outcome.kind == "infrastructure":
+            raise _Retry(outcome.message)
+        await self._publish(
+            failed_event(
+                outcome,
+                job_id=self.cfg.job_id,
+                correlation_id=correlation_id,
+                attempt=attempt,
+                runner_id=self.cfg.runner_id,
+            )
+        )
+        await msg.ack()
+        self.stats.failed += 1
+        kinds = self.stats.failures_by_kind
+        kinds[outcome.kind] = kinds.get(outcome.kind, 0) + 1
+        log.warning(
+            "task.failed",
+            kind=outcome.kind,
+            error=outcome.message,
+            error_type=outcome.error_type,
+            exit_code=outcome.exit_code,
+            signal=outcome.signal,
+            attempt=attempt,
+        )
+
+    async def _run_on_pool(self, held: HeldMessage, task: SimTask) -> TaskOutcome:
+        async with self._slots:
+            held.stage = "running"
+            started = self._clock()
+            outcome = await self._pool.run(
+                WorkItem(
+                    task_id=task.task_id,
+                    entrypoint=task.entrypoint,
+                    params=dict(task.params.params),
+                    seed=task.seed,
+                    config=dict(task.config),
+                    outputs=list(task.outputs) if task.outputs is not None else None,
+                )
+            )
+            took = self._clock() - started
+            self.task_s = took if self.task_s is None else 0.8 * self.task_s + 0.2 * took
+            return outcome
+
+    async def _report_done(self, msg: QueueMessage, record: ResultRecord, cid: str) -> None:
+        event = completed_event(
+            record,
+            job_id=self.cfg.job_id,
+            correlation_id=cid,
+            attempt=msg.attempt,
+            runner_id=self.cfg.runner_id,
+        )
+        await self._publish(event)
+        await msg.ack()
+        if event.cached:
+            self.stats.cached += 1
+        else:
+            self.stats.completed += 1
+        log.debug("task.completed", cached=event.cached, wall_s=record.metrics.wall_s)
+
+    async def _publish(self, event: Event) -> None:
+        await self._publisher.publish(event)
+
+    async def _reject(
+        self,
+        msg: QueueMessage,
+        reason: str,
+        *,
+        task_id: str | None = None,
+        correlation_id: str | None = None,
+    ) -> None:
+        """A message no runner can ever run: report it once and terminate it (no redelivery)."""
+        task_id = task_id or _task_id_of(msg, self.cfg.job_id)
+        failure = TaskFailure(task_id=task_id, kind="infrastructure", message=reason)
+        await self._publish_final(failure, msg.attempt, correlation_id or self.cfg.job_id)
+        await msg.term()
+        self.stats.terminated += 1
+        log.error("task.rejected", task_id=task_id, reason=reason, action="term")
+
+    async def _give_back(
+        self, held: HeldMessage, exc: BaseException, *, task_id: str | None = None, cid: str = ""
+    ) -> str:
+        """nak with back-off, or on the last allowed delivery report the failure and term."""
+        msg = held.msg
+        if not is_last_delivery(msg.attempt, self.cfg.max_deliver):
+            delay = nak_delay(msg.attempt)
+            await msg.nak(delay)
+            self.stats.retried += 1
+            return f"nak (redelivery in {delay:g} s)"
+        failure = TaskFailure(
+            task_id=task_id or _task_id_of(msg, self.cfg.job_id),
+            kind="infrastructure",
+            error_type=type(exc).__name__,
+            message=f"gave up after {msg.attempt} deliveries: {exc}",
+        )
+        await self._publish_final(failure, msg.attempt, cid or self.cfg.job_id)
+        await msg.term()
+        self.stats.terminated += 1
+        return "term (last delivery)"
+
+    async def _publish_final(self, failure: TaskFailure, attempt: int, cid: str) -> None:
+        """Publish a final TaskFailed, retrying briefly; if JetStream never takes it, say so.
+
+        The message is terminated either way (a message no runner can handle must not loop),
+        so a lost final event leaves the task without a terminal event: logged as an error.
+        """
+        event = failed_event(
+            failure,
+            job_id=self.cfg.job_id,
+            correlation_id=cid,
+            attempt=attempt,
+            runner_id=self.cfg.runner_id,
+        )
+        for n in range(1, _FINAL_REPORT_ATTEMPTS + 1):
+            try:
+                await self._publish(event)
+                return
+            except InfrastructureError as exc:
+                if n == _FINAL_REPORT_ATTEMPTS:
+                    log.error(
+                        "task.final_report_lost",
+                        task_id=failure.task_id,
+                        error=str(exc),
+                        hint="the job will not see this task finish; check NATS",
+                    )
+                    return
+                await asyncio.sleep(0.5 * n)  # a short back-off between publish retries
+
+
+def _metrics(outcome: TaskSuccess) -> TaskMetrics:
+    return TaskMetrics(
+        wall_s=outcome.wall_s, cpu_s=outcome.cpu_s, peak_rss_bytes=outcome.peak_rss_bytes
+    )
+
+
+def _task_id_of(msg: QueueMessage, job_id: str) -> str:
+    """The task id the submitter put in Nats-Msg-Id (`<job_id>:<task_id>`), else a stand-in."""
+    msg_id = msg.headers.get("Nats-Msg-Id", "")
+    prefix = f"{job_id}:"
+    if msg_id.startswith(prefix) and len(msg_id) > len(prefix):
+        return msg_id[len(prefix) :]
+    return f"undecodable-seq-{msg.stream_seq}"

@@ -1,0 +1,199 @@
+"""A study of the StochasticSIR example runs to completion through `python -m modelops_runner`
+against real servers: nats-server, the OCI registry and SeaweedFS S3."""
+
+from __future__ import annotations
+
+import io
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import msgspec
+import pyarrow.parquet as pq
+import pytest
+from runner_jobkit import (
+    EXAMPLE_SIR,
+    QueuedJob,
+    RunnerProcess,
+    build_bundle,
+    completions,
+    queue_job,
+    read_job_events,
+    runner_env,
+)
+
+from modelops_contracts import LaunchOptions, ParameterSet, SimulationStudy
+from modelops_contracts.jobs import blob_keys
+from modelops_contracts.messages import TaskCompleted, TaskFailed
+from modelops_runner.results import ResultRecord
+from modelops_runtime.blobstore import BlobStore, open_blob_store
+
+pytestmark = pytest.mark.integration
+
+CONFIG = {"days": 40, "steps_per_day": 2}
+
+
+@pytest.fixture
+async def s3_store(s3_server, s3_bucket: str) -> AsyncIterator[tuple[str, BlobStore]]:
+    uri = f"s3://{s3_bucket}/modelops"
+    store = open_blob_store(
+        uri,
+        endpoint_url=s3_server.endpoint_url,
+        access_key=s3_server.access_key,
+        secret_key=s3_server.secret_key,
+    )
+    async with store:
+        yield uri, store
+
+
+def _study(scenario: str | None) -> SimulationStudy:
+    sets = [
+        ParameterSet(params={"beta": 0.05, "gamma": 0.1, "I0": 5}),
+        ParameterSet(params={"beta": 0.08, "gamma": 0.15, "I0": 20}),
+    ]
+    return SimulationStudy(
+        model="model:StochasticSIR",
+        scenario=scenario,
+        parameter_sets=sets,
+        n_replicates=3,
+        base_seed=11,
+        config=CONFIG,
+    )
+
+
+def _entrypoint(study: SimulationStudy) -> str:
+    return study.model + (f"/{study.scenario}" if study.scenario else "")
+
+
+def _direct_result(params: dict, seed: int, scenario: str | None) -> dict:
+    """The example model called in this process: what the runner's outputs must equal."""
+    sys.path.insert(0, str(EXAMPLE_SIR / "src"))
+    try:
+        import model  # type: ignore[import-not-found]
+    finally:
+        sys.path.remove(str(EXAMPLE_SIR / "src"))
+    instance = model.StochasticSIR()
+    instance.config = {**model.StochasticSIR.config, **CONFIG}
+    patch = model.StochasticSIR.scenarios[scenario] if scenario else {}
+    return instance.simulate({**params, **patch}, seed)
+
+
+async def _run_one_runner(
+    tmp_path: Path, env: dict[str, str], name: str, timeout_s: float = 90.0
+) -> RunnerProcess:
+    runner = await RunnerProcess(env=env, log_path=tmp_path / f"{name}.log").start()
+    try:
+        status = await runner.wait(timeout_s)
+    finally:
+        await runner.aclose()
+    assert status == 0, runner.log()[-4000:]
+    return runner
+
+
+async def test_sir_study_runs_to_completion_on_s3_and_a_registry(
+    tmp_path: Path, nats_server, nats_client, oci_registry, s3_server, s3_store
+) -> None:
+    store_uri, store = s3_store
+    bundle_ref = build_bundle(
+        tmp_path / "sir",
+        {"model:StochasticSIR": "src/model.py"},
+        copy_from=EXAMPLE_SIR,
+        data=["data"],
+        store_location=oci_registry.host,
+    )
+    studies = [_study(None), _study("lockdown")]
+    tasks = [t for s in studies for t in s.bind(bundle_ref).batches[0].tasks]
+    assert len({t.task_id for t in tasks}) == len(tasks) == 12
+    job = await queue_job(
+        nats_client,
+        store,
+        bundle_ref=bundle_ref,
+        tasks=tasks,
+        options=LaunchOptions(task_timeout_s=60),
+    )
+    env = runner_env(
+        nats_url=nats_server.url,
+        job=job,
+        blob_store=store_uri,
+        bundle_store=oci_registry.host,
+        cache=tmp_path / "cache",
+        s3=s3_server,
+    )
+    runner = await _run_one_runner(tmp_path, env, "runner")
+
+    events = await read_job_events(nats_client, job.job_id)
+    assert not [e for e in events if isinstance(e, TaskFailed)], runner.log()[-3000:]
+    assert completions(events) == {t.task_id: 1 for t in tasks}
+    done = {e.task_id: e for e in events if isinstance(e, TaskCompleted)}
+    assert not any(e.cached for e in done.values())
+    per_study = len(tasks) // 2
+    assert len({t.seed for t in tasks[:per_study]}) == per_study  # each replicate: its own seed
+
+    finals: dict[str, int] = {}
+    for task in tasks:
+        event = done[task.task_id]
+        assert event.outputs == {
+            name: store.uri_for(blob_keys.result_output(task.task_id, name))
+            for name in ("timeseries", "summary")
+        }
+        assert event.metrics.wall_s > 0 and event.metrics.peak_rss_bytes > 0
+        assert event.attempt == 1 and event.runner_id and event.correlation_id
+        series = pq.read_table(io.BytesIO(await store.get_bytes(event.outputs["timeseries"])))
+        summary = pq.read_table(io.BytesIO(await store.get_bytes(event.outputs["summary"])))
+        assert series.num_rows == CONFIG["days"] + 1 and summary.num_rows == 1
+        scenario = task.entrypoint.partition("/")[2] or None
+        expected = _direct_result(dict(task.params.params), task.seed, scenario)
+        assert series.column("incidence").to_pylist() == list(expected["timeseries"]["incidence"])
+        assert summary.to_pylist()[0] == pytest.approx(expected["summary"])
+        finals[task.task_id] = summary.column("final_size")[0].as_py()
+        record = msgspec.json.decode(
+            await store.get_bytes(blob_keys.result_done(task.task_id)), type=ResultRecord
+        )
+        assert record.job_id == job.job_id and record.outputs == event.outputs
+    # replicates of one parameter set differ (distinct seeds really reach the model)
+    by_set: dict[tuple[str, str], set[int]] = {}
+    for task in tasks:
+        key = (task.entrypoint, task.params.param_id)
+        by_set.setdefault(key, set()).add(finals[task.task_id])
+    assert all(len(values) > 1 for values in by_set.values()), by_set
+    info = await nats_client.jetstream().consumer_info("MODELOPS_TASKS", job.consumer)
+    assert info.num_pending == 0 and info.num_ack_pending == 0
+
+    # the same tasks in a new job: every result is reused, nothing runs again
+    again = await queue_job(nats_client, store, bundle_ref=bundle_ref, tasks=tasks)
+    env2 = {**env, "MODELOPS_JOB_ID": again.job_id, "MODELOPS_JOB_SPEC": again.spec_uri}
+    await _run_one_runner(tmp_path, env2, "runner-again")
+    events2 = await read_job_events(nats_client, again.job_id)
+    cached = [e for e in events2 if isinstance(e, TaskCompleted)]
+    assert sorted(e.task_id for e in cached) == sorted(job.task_ids)
+    assert all(e.cached for e in cached)
+    assert all(e.outputs == done[e.task_id].outputs for e in cached)
+    for task in tasks:  # the stored records still name the first job: nothing was rewritten
+        record = msgspec.json.decode(
+            await store.get_bytes(blob_keys.result_done(task.task_id)), type=ResultRecord
+        )
+        assert record.job_id == job.job_id
+
+
+async def test_spec_for_a_deleted_consumer_exits_zero_without_pulling(
+    tmp_path: Path, nats_server, nats_client
+) -> None:
+    """A runner started after its job was cancelled has nothing to do: exit 0 at once."""
+    store_dir = tmp_path / "blobs"
+    store = open_blob_store(f"file://{store_dir}")
+    job: QueuedJob = await queue_job(
+        nats_client,
+        store,
+        bundle_ref=f"127.0.0.1:1/never/pulled@sha256:{'a' * 64}",
+        tasks=[],
+    )
+    await nats_client.jetstream().delete_consumer("MODELOPS_TASKS", job.consumer)
+    env = runner_env(
+        nats_url=nats_server.url,
+        job=job,
+        blob_store=f"file://{store_dir}",
+        bundle_store="127.0.0.1:1",  # nothing listens: a pull would fail
+        cache=tmp_path / "cache",
+    )
+    runner = await _run_one_runner(tmp_path, env, "runner", timeout_s=30)
+    assert "runner.nothing_to_do" in runner.log()
