@@ -6,14 +6,27 @@ Anything else is a bug: it prints one line too, and the traceback with `--verbos
 
 from __future__ import annotations
 
+import os
+import sys
 import traceback
+from typing import TextIO
 
 from rich.console import Console
 
 __all__ = ["err", "error", "is_verbose", "out", "report_exception", "set_verbose"]
 
-out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+
+def _width(stream: TextIO) -> int | None:
+    """Rich's width, except that a pipe or file gets 120 columns instead of 80: tables of
+    job ids and digests stay readable in logs (COLUMNS still wins)."""
+    if os.environ.get("COLUMNS") or stream.isatty():
+        return None
+    return 120
+
+
+# soft_wrap: long lines (references, paths) stay whole, so they can be copied and grepped.
+out = Console(highlight=False, soft_wrap=True, width=_width(sys.stdout))
+err = Console(stderr=True, highlight=False, soft_wrap=True, width=_width(sys.stderr))
 _verbose = False
 
 

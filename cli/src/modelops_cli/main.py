@@ -11,8 +11,10 @@ import sys
 
 import typer
 
+from modelops_runtime.logging import configure_logging
+
 from . import console
-from .commands import bundle, jobs, stack
+from .commands import bundle, demo, jobs, stack, study
 
 __all__ = ["app", "run"]
 
@@ -30,9 +32,11 @@ def _root(
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Show details and tracebacks."),
 ) -> None:
     console.set_verbose(verbose)
+    # Library logs are for services; a person at a terminal sees them only with --verbose.
+    configure_logging("cli", level="DEBUG" if verbose else "WARNING", fmt="console")
 
 
-for _group in (bundle, jobs, stack):
+for _group in (bundle, study, jobs, stack, demo):
     _group.register(app)
 
 
