@@ -69,3 +69,16 @@ def age(root: Path, seconds: float = 3600) -> None:
     for dirpath, _, names in os.walk(root):
         for name in names:
             os.utime(os.path.join(dirpath, name), (past, past))
+
+
+def imported_from(root: Path) -> list[str]:
+    """Modules in sys.modules loaded from files under `root` (other tests may import their own
+    module called `model`, so the check is by file location, not by name)."""
+    import sys
+
+    base = str(root.resolve())
+    return sorted(
+        name
+        for name, mod in list(sys.modules.items())
+        if str(getattr(mod, "__file__", None) or "").startswith(base)
+    )

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import ast
 import re
-import sys
 from pathlib import Path
 
 import pytest
 from modelops_bundle.errors import ModelNotFound, ProjectError, UnsafePath
 from modelops_bundle.model_scan import import_root, imported_modules, scan_model
 
-from .example_project import make_project
+from .example_project import imported_from, make_project
 
 
 def _write(root: Path, files: dict[str, str]) -> Path:
@@ -24,7 +23,7 @@ def _write(root: Path, files: dict[str, str]) -> Path:
 def test_example_model_is_scanned_without_being_imported(tmp_path: Path) -> None:
     make_project(tmp_path)
     scan = scan_model(tmp_path, "src/model.py", "model:StochasticSIR")
-    assert "model" not in sys.modules and "sir_utils" not in sys.modules
+    assert imported_from(tmp_path) == []
     assert scan.import_root == "src"
     assert scan.code == ("src/model.py", "src/sir_utils.py")  # not src/unused.py
     assert scan.outputs == ("incidence", "prevalence")  # through the OUTPUTS constant
