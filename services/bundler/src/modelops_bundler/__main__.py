@@ -11,6 +11,7 @@ import signal
 import sys
 
 import structlog
+
 from modelops_bundle.errors import BundleError
 from modelops_runtime.logging import configure_logging
 from modelops_runtime.nats_setup import MessagingError

@@ -15,14 +15,22 @@ import structlog
 from faststream import AckPolicy, FastStream
 from faststream.nats import ConsumerConfig, JStream, PullSub
 from faststream.nats.annotations import NatsMessage
+from nats.js.api import AckPolicy as JsAckPolicy
+
 from modelops_contracts import BuildBundle, BundleFailed, Command, Event, ModelRegistered
 from modelops_contracts.subjects import (
     COMMANDS_STREAM,
     EVENTS_STREAM,
+    KV_BUNDLES,
+    KV_MODELS,
     MODEL_EVENTS,
     command_subject,
 )
-from nats.js.api import AckPolicy as JsAckPolicy
+from modelops_runtime.health import (
+    health_server_from_env,
+    jetstream_ready_check,
+    nats_ready_check,
+)
 
 from .bootstrap import Deps, open_deps
 from .consumer import Redelivery, consume, consume_event
@@ -168,7 +176,13 @@ async def serve(
     stop = stop or asyncio.Event()
     async with open_deps(settings) as deps:
         app = create_app(deps)
-        async with app:
+        checks = {
+            "nats": nats_ready_check(deps.nc),
+            "jetstream": jetstream_ready_check(
+                deps.js, streams=[COMMANDS_STREAM, EVENTS_STREAM], kv=[KV_MODELS, KV_BUNDLES]
+            ),
+        }
+        async with health_server_from_env(service="bundler", ready_checks=checks) as health, app:
             log.info(
                 "bundler.started",
                 nats_url=settings.nats_url,
@@ -178,4 +192,6 @@ async def serve(
             if ready is not None:
                 ready.set()
             await stop.wait()
+            if health is not None:
+                health.draining()
         log.info("bundler.stopped")

@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 import nats.errors
 import structlog
-from modelops_contracts.messages import new_message_id
+
 from modelops_contracts import (
     Command,
     CommandRejected,
@@ -31,6 +31,7 @@ from modelops_contracts import (
     decode_command,
     decode_event,
 )
+from modelops_contracts.messages import new_message_id
 
 from .errors import Rejected, Transient
 

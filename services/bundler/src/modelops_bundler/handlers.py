@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 import structlog
+
 from modelops_bundle.errors import BundleError, StoreUnavailable
 from modelops_bundle.push import MissingBlobs, PublishedBundle, publish_bundle
 from modelops_bundle.registry_file import dump_registry

@@ -8,6 +8,7 @@ talking to the OCI store.
 from __future__ import annotations
 
 import msgspec
+
 from modelops_contracts.refs import Digest
 
 __all__ = ["BundleRecord", "digest_key", "latest_key"]

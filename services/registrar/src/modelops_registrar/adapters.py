@@ -12,10 +12,11 @@ from collections.abc import Sequence
 import nats.errors
 import nats.js.errors
 import structlog
-from modelops_contracts import Event, InvalidMessage, Registry, decode, encode
-from modelops_contracts.subjects import KV_MODELS
 from nats.js import JetStreamContext
 from nats.js.kv import KeyValue
+
+from modelops_contracts import Event, InvalidMessage, Registry, decode, encode
+from modelops_contracts.subjects import KV_MODELS
 
 from .errors import RegistryConflict, Rejected, Transient
 from .handlers import Versioned

@@ -14,9 +14,15 @@ import structlog
 from faststream import AckPolicy, FastStream
 from faststream.nats import ConsumerConfig, JStream, PullSub
 from faststream.nats.annotations import NatsMessage
-from modelops_contracts import Command, Event, RegisterModel
-from modelops_contracts.subjects import COMMANDS_STREAM, command_subject
 from nats.js.api import AckPolicy as JsAckPolicy
+
+from modelops_contracts import Command, Event, RegisterModel
+from modelops_contracts.subjects import COMMANDS_STREAM, EVENTS_STREAM, KV_MODELS, command_subject
+from modelops_runtime.health import (
+    health_server_from_env,
+    jetstream_ready_check,
+    nats_ready_check,
+)
 
 from .bootstrap import Deps, open_deps
 from .consumer import Redelivery, consume
@@ -117,9 +123,17 @@ async def serve(
     stop = stop or asyncio.Event()
     async with open_deps(settings) as deps:
         app = create_app(deps)
-        async with app:
+        checks = {
+            "nats": nats_ready_check(deps.nc),
+            "jetstream": jetstream_ready_check(
+                deps.js, streams=[COMMANDS_STREAM, EVENTS_STREAM], kv=[KV_MODELS]
+            ),
+        }
+        async with health_server_from_env(service="registrar", ready_checks=checks) as health, app:
             log.info("registrar.started", nats_url=settings.nats_url, durable=settings.durable)
             if ready is not None:
                 ready.set()
             await stop.wait()
+            if health is not None:
+                health.draining()
         log.info("registrar.stopped")

@@ -7,10 +7,12 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import structlog
 from faststream.nats import NatsBroker
 from faststream.nats.security import NatsCredentials, NatsSecurity, NatsUserPassword
+
 from modelops_contracts.subjects import KV_MODELS
 from modelops_runtime.nats_setup import connect, ensure_jetstream
 
@@ -35,6 +37,8 @@ class Deps:
     publish: Publish
     broker: NatsBroker
     pull_inbox: bytes  # where pulled messages are delivered: inside our user's inbox
+    nc: Any = None  # the raw clients, for readiness checks
+    js: Any = None
 
 
 def _inbox(settings: Settings) -> str:
@@ -85,6 +89,8 @@ async def open_deps(settings: Settings) -> AsyncIterator[Deps]:
             publish=JetStreamPublisher(js),
             broker=make_broker(settings),
             pull_inbox=f"{_inbox(settings)}.".encode(),
+            nc=nc,
+            js=js,
         )
     finally:
         await nc.drain()

@@ -19,8 +19,9 @@ from typing import Any, Protocol
 
 import nats.errors
 import structlog
-from modelops_contracts.messages import new_message_id
+
 from modelops_contracts import Command, CommandRejected, Event, InvalidMessage, decode_command
+from modelops_contracts.messages import new_message_id
 
 from .errors import Rejected, Transient
 

@@ -14,6 +14,7 @@ from typing import Protocol
 
 import msgspec
 import structlog
+
 from modelops_contracts import (
     ModelEntry,
     ModelRegistered,

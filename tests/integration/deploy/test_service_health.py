@@ -1,0 +1,73 @@
+"""Each service, run as `python -m modelops_<svc>`, serves /livez, /readyz and /metrics."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from modelops_runtime.processes import free_port
+
+pytestmark = pytest.mark.integration
+
+
+def _get(url: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def _wait_ready(url: str, proc: subprocess.Popen, deadline_s: float = 30.0) -> dict:
+    deadline = time.monotonic() + deadline_s
+    last = None
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, f"service exited early with {proc.returncode}"
+        try:
+            status, body = _get(url)
+            last = (status, body)
+            if status == 200:
+                return json.loads(body)
+        except OSError:
+            pass
+        time.sleep(0.1)  # polling a subprocess with a deadline: there is no event to wait on
+    raise AssertionError(f"{url} never became ready: {last}")
+
+
+@pytest.mark.parametrize("service", ["registrar", "bundler"])
+def test_service_health_endpoints(service: str, nats_server, tmp_path: Path) -> None:
+    port = free_port()
+    env = {
+        **os.environ,
+        "MODELOPS_NATS_URL": nats_server.url,
+        "MODELOPS_HEALTH_PORT": str(port),
+        "MODELOPS_HEALTH_HOST": "127.0.0.1",
+        "MODELOPS_BUNDLE_STORE": f"oci-layout:{tmp_path / 'oci'}",
+        "MODELOPS_LOG_FORMAT": "json",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", f"modelops_{service}"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        ready = _wait_ready(f"http://127.0.0.1:{port}/readyz", proc)
+        assert set(ready["checks"]) >= {"nats", "jetstream"}, ready
+        status, _ = _get(f"http://127.0.0.1:{port}/livez")
+        assert status == 200
+        status, metrics = _get(f"http://127.0.0.1:{port}/metrics")
+        assert status == 200 and b"# TYPE" in metrics
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err.decode()[-2000:]
