@@ -27,4 +27,5 @@ lint: setup
 
 bench:
 	@scripts/setup --test-servers
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements/bench.txt
 	$(BIN)/python -m bench
