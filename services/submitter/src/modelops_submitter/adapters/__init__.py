@@ -1,0 +1,1 @@
+"""Adapters from the submitter's ports to NATS/JetStream and the bundle store."""

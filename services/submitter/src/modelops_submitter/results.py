@@ -1,0 +1,217 @@
+"""The results tables of a finished job, streamed from per-task outputs.
+
+For each output name, `jobs/<job_id>/results/<output>.parquet`: the key columns of the task
+(task_id, param_id, parameters, seed, replicate) repeated on each of the output's rows, then
+the output's own columns. Plus `jobs/<job_id>/results/tasks.parquet`: one row per task with
+its status (completed, failed or cached), failure kind and message, and wall time.
+
+Memory stays bounded: the task index is read in batches, a batch's outputs are fetched with
+bounded concurrency, appended to one Parquet writer per output (local temporary files) and
+dropped, and the finished files are uploaded at the end. Every output of a task must have the
+columns of the first one written; a table that cannot be cast to them is left out of that
+output's table and named in the task's `note` (its Parquet file stays in the store).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import structlog
+
+from modelops_contracts import blob_keys
+from modelops_runtime.blobstore import BlobNotFound, BlobStore
+
+from .errors import ResultsError
+from .job_files import task_index_key
+from .task_table import CACHED_COLUMN, status_schema
+from .tracker import JobTracker, Outcome
+
+__all__ = ["TASKS_TABLE", "results_folder", "table_name", "write_results"]
+
+log = structlog.get_logger(__name__)
+
+TASKS_TABLE = "tasks"
+_BATCH = 512
+
+
+def table_name(output: str) -> str:
+    """The results file name of an output; an output called `tasks` must not hide tasks.parquet."""
+    return f"output_{output}" if output == TASKS_TABLE else output
+
+
+def results_folder(job_id: str) -> str:
+    return blob_keys.results_table(job_id, TASKS_TABLE).rsplit("/", 1)[0]
+
+
+@dataclass
+class _OutputWriter:
+    """One output's Parquet file: its schema is fixed by the first table written."""
+
+    path: Path
+    key_schema: pa.Schema
+    writer: pq.ParquetWriter | None = None
+    value_schema: pa.Schema | None = None
+    renames: dict[str, str] = field(default_factory=dict)
+    rows: int = 0
+
+    def _prepare(self, table: pa.Table) -> pa.Table:
+        if self.value_schema is None:
+            taken = set(self.key_schema.names)
+            for name in table.column_names:
+                column = name
+                while column in taken:
+                    column = f"out_{column}"
+                taken.add(column)
+                self.renames[name] = column
+            self.value_schema = table.schema
+        if table.column_names != self.value_schema.names:
+            if set(table.column_names) != set(self.value_schema.names):
+                raise ValueError(
+                    f"columns {table.column_names} differ from {self.value_schema.names}"
+                )
+            table = table.select(self.value_schema.names)
+        if table.schema != self.value_schema:
+            table = table.cast(self.value_schema)
+        return table
+
+    def write(self, keys: pa.RecordBatch, row: int, table: pa.Table) -> None:
+        table = self._prepare(table)
+        n = table.num_rows
+        repeated = pa.Table.from_batches([keys]).take(pa.array([row] * n, pa.int64()))
+        arrays = [*repeated.columns, *table.columns]
+        names = [*self.key_schema.names, *(self.renames[c] for c in table.column_names)]
+        combined = pa.Table.from_arrays(arrays, names=names)
+        if self.writer is None:
+            self.writer = pq.ParquetWriter(self.path, combined.schema, compression="zstd")
+        self.writer.write_table(combined)
+        self.rows += n
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+class _Assembler:
+    """The CPU half (Arrow/Parquet work), run in a thread one batch at a time."""
+
+    def __init__(self, folder: Path, key_schema: pa.Schema) -> None:
+        self.folder = folder
+        self.key_schema = key_schema
+        self.outputs: dict[str, _OutputWriter] = {}
+        self.tasks_path = folder / f"{TASKS_TABLE}.parquet"
+        self.tasks = pq.ParquetWriter(
+            self.tasks_path,
+            pa.schema([*key_schema, *status_schema()]),
+            compression="zstd",
+        )
+        self.counts = {"completed": 0, "failed": 0, "cached": 0, "pending": 0}
+
+    def add(
+        self,
+        keys: pa.RecordBatch,
+        outcomes: list[Outcome | None],
+        fetched: dict[tuple[int, str], bytes | str],
+    ) -> None:
+        notes: dict[int, list[str]] = {}
+        for (row, output), data in fetched.items():
+            if isinstance(data, str):
+                notes.setdefault(row, []).append(data)
+                continue
+            writer = self.outputs.get(output)
+            if writer is None:
+                path = self.folder / f"{table_name(output)}.parquet"
+                writer = self.outputs[output] = _OutputWriter(path, self.key_schema)
+            try:
+                writer.write(keys, row, pq.read_table(pa.BufferReader(data)))
+            except (pa.ArrowException, ValueError) as exc:
+                notes.setdefault(row, []).append(f"output {output!r} left out of its table: {exc}")
+        status, failure, message, wall, note = [], [], [], [], []
+        for row, outcome in enumerate(outcomes):
+            key = outcome.status if outcome is not None else "pending"
+            self.counts[key] += 1
+            status.append(key)
+            failure.append(outcome.failure if outcome is not None and outcome.failure else None)
+            message.append(outcome.message if outcome is not None and outcome.message else None)
+            wall.append(
+                outcome.wall_s if outcome is not None and outcome.status == "completed" else None
+            )
+            note.append("; ".join(notes[row]) if row in notes else None)
+        extra = [
+            pa.array(col, f.type)
+            for col, f in zip((status, failure, message, wall, note), status_schema(), strict=True)
+        ]
+        self.tasks.write_table(
+            pa.Table.from_arrays([*keys.columns, *extra], schema=self.tasks.schema)
+        )
+
+    def close(self) -> None:
+        self.tasks.close()
+        for writer in self.outputs.values():
+            writer.close()
+
+
+async def _fetch(
+    store: BlobStore,
+    task_ids: list[str],
+    outcomes: list[Outcome | None],
+    sem: asyncio.Semaphore,
+) -> dict[tuple[int, str], bytes | str]:
+    """Bytes of every stored output of the batch's finished tasks (a note if one is missing)."""
+
+    async def one(row: int, output: str) -> tuple[tuple[int, str], bytes | str]:
+        key = blob_keys.result_output(task_ids[row], output)
+        async with sem:
+            try:
+                return (row, output), await store.get_bytes(key)
+            except BlobNotFound:
+                return (row, output), f"output {output!r} is missing from the store ({key})"
+
+    wanted = [
+        (row, output)
+        for row, outcome in enumerate(outcomes)
+        if outcome is not None and outcome.status != "failed"
+        for output in outcome.outputs
+    ]
+    return dict(await asyncio.gather(*(one(row, output) for row, output in wanted)))
+
+
+async def write_results(
+    store: BlobStore, job_id: str, tracker: JobTracker, *, concurrency: int = 16
+) -> str:
+    """Write every results table of a finished job; returns the results folder's URI."""
+    try:
+        index = pq.ParquetFile(pa.BufferReader(await store.get_bytes(task_index_key(job_id))))
+    except BlobNotFound as exc:
+        raise ResultsError(
+            f"job {job_id} has no task index in {store.uri}",
+            hint="was the job submitted by this version of the submitter?",
+        ) from exc
+    key_names = [n for n in index.schema_arrow.names if n != CACHED_COLUMN]
+    key_schema = pa.schema([index.schema_arrow.field(n) for n in key_names])
+    sem = asyncio.Semaphore(concurrency)
+    folder = results_folder(job_id)
+    with tempfile.TemporaryDirectory(prefix=f"mops-results-{job_id}-") as tmp:
+        assembler = _Assembler(Path(tmp), key_schema)
+        try:
+            for batch in index.iter_batches(batch_size=_BATCH, columns=key_names):
+                task_ids = batch.column(0).to_pylist()
+                outcomes = [tracker.outcome(t) for t in task_ids]
+                fetched = await _fetch(store, task_ids, outcomes, sem)
+                await asyncio.to_thread(assembler.add, batch, outcomes, fetched)
+        finally:
+            await asyncio.to_thread(assembler.close)
+        await store.put_file(f"{folder}/{TASKS_TABLE}.parquet", assembler.tasks_path)
+        for output, writer in sorted(assembler.outputs.items()):
+            await store.put_file(f"{folder}/{table_name(output)}.parquet", writer.path)
+    log.info(
+        "results.written",
+        job_id=job_id,
+        outputs={o: w.rows for o, w in sorted(assembler.outputs.items())},
+        **assembler.counts,
+    )
+    return store.uri_for(folder)
