@@ -43,7 +43,7 @@ def _wait_ready(url: str, proc: subprocess.Popen, deadline_s: float = 30.0) -> d
     raise AssertionError(f"{url} never became ready: {last}")
 
 
-@pytest.mark.parametrize("service", ["registrar", "bundler"])
+@pytest.mark.parametrize("service", ["registrar", "bundler", "submitter"])
 def test_service_health_endpoints(service: str, nats_server, tmp_path: Path) -> None:
     port = free_port()
     env = {
@@ -53,6 +53,8 @@ def test_service_health_endpoints(service: str, nats_server, tmp_path: Path) -> 
         "MODELOPS_HEALTH_HOST": "127.0.0.1",
         "MODELOPS_BUNDLE_STORE": f"oci-layout:{tmp_path / 'oci'}",
         "MODELOPS_LOG_FORMAT": "json",
+        "MODELOPS_BLOB_STORE": (tmp_path / "blobs").as_uri(),
+        "MODELOPS_STATE_DIR": str(tmp_path / "state"),
     }
     proc = subprocess.Popen(
         [sys.executable, "-m", f"modelops_{service}"],

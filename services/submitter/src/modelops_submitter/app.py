@@ -15,7 +15,18 @@ from faststream.middlewares import AckPolicy
 from faststream.nats import JStream, NatsBroker, PullSub
 from faststream.nats.annotations import NatsMessage
 
-from modelops_contracts.subjects import COMMANDS_STREAM, EVENTS_STREAM
+from modelops_contracts.subjects import (
+    COMMANDS_STREAM,
+    EVENTS_STREAM,
+    KV_BUNDLES,
+    KV_JOBS,
+    TASKS_STREAM,
+)
+from modelops_runtime.health import (
+    health_server_from_env,
+    jetstream_ready_check,
+    nats_ready_check,
+)
 
 from .bootstrap import (
     COMMANDS_CONSUMER,
@@ -100,11 +111,21 @@ async def serve(
     runtime = await bootstrap(settings)
     try:
         app = create_app(runtime)
-        async with app:
+        checks = {
+            "nats": nats_ready_check(runtime.nc),
+            "jetstream": jetstream_ready_check(
+                runtime.js,
+                streams=[COMMANDS_STREAM, EVENTS_STREAM, TASKS_STREAM],
+                kv=[KV_JOBS, KV_BUNDLES],
+            ),
+        }
+        async with health_server_from_env(service="submitter", ready_checks=checks) as health, app:
             log.info("submitter.serving")
             if ready is not None:
                 ready.set()
             await (stop or asyncio.Event()).wait()
+            if health is not None:
+                health.draining()
     finally:
         await runtime.close()
         log.info("submitter.stopped")
