@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 
-from modelops_bundler.consumer import Redelivery, consume, consume_event
 from modelops_bundler.errors import Transient
 from modelops_bundler.handlers import SOURCE
 from modelops_contracts import (
@@ -16,6 +15,7 @@ from modelops_contracts import (
     TrackedFile,
     encode,
 )
+from modelops_runtime.consumer import Redelivery, consume, consume_event
 
 from .fakes import FakeDelivery, Published
 

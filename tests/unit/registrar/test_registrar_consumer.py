@@ -15,9 +15,9 @@ from modelops_contracts import (
     TrackedFile,
     encode,
 )
-from modelops_registrar.consumer import Redelivery, consume
 from modelops_registrar.errors import Rejected, Transient
 from modelops_registrar.handlers import SOURCE, on_register_model
+from modelops_runtime.consumer import Redelivery, consume
 
 from .fakes import FakeDelivery, MemoryModelsStore, Published
 

@@ -7,38 +7,26 @@ Settings come from MODELOPS_* variables (see settings.py). A start-up failure a 
 from __future__ import annotations
 
 import asyncio
-import signal
 import sys
 
-import structlog
-
 from modelops_bundle.errors import BundleError
-from modelops_runtime.logging import configure_logging
 from modelops_runtime.nats_setup import MessagingError
+from modelops_runtime.service import run_main
 
 from .app import serve
 from .errors import BundlerError
 from .settings import Settings
 
-log = structlog.get_logger(__name__)
+__all__ = ["main"]
 
 
-async def _main() -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+async def _serve(stop: asyncio.Event) -> None:
     await serve(Settings.from_env(), stop=stop)
 
 
 def main() -> int:
-    configure_logging("bundler")
-    try:
-        asyncio.run(_main())
-    except (BundlerError, BundleError, MessagingError) as exc:  # BundleError: the store
-        log.error("bundler.start_failed", error=exc.message, hint=exc.hint)
-        return 1
-    return 0
+    # BundleError: the store cannot be opened
+    return run_main("bundler", _serve, fatal=(BundlerError, BundleError, MessagingError))
 
 
 if __name__ == "__main__":

@@ -1,25 +1,19 @@
-"""Adapters to NATS: the registrar's registry bucket (read), the bundle index bucket (write),
-and event publishing through JetStream."""
+"""Adapters to NATS: the registrar's registry bucket (read) and the bundle index bucket
+(write); events are published by modelops_runtime.publishing."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import nats.errors
 import nats.js.errors
-import structlog
-from nats.js import JetStreamContext
 from nats.js.kv import KeyValue
 
-from modelops_contracts import Event, InvalidMessage, Registry, decode, encode
+from modelops_contracts import InvalidMessage, Registry, decode, encode
 from modelops_contracts.subjects import KV_MODELS
 
 from .errors import Rejected, Transient
 from .records import BundleRecord, digest_key, latest_key
 
-__all__ = ["JetStreamPublisher", "NatsBundleIndex", "NatsRegistrySource"]
-
-log = structlog.get_logger(__name__)
+__all__ = ["NatsBundleIndex", "NatsRegistrySource"]
 
 # Connection trouble and timeouts; everything else from nats is a bug or a bad request.
 _TRANSIENT = (
@@ -74,18 +68,3 @@ class NatsBundleIndex:
             await self._kv.put(latest_key(record.project), value)
         except _TRANSIENT as exc:
             raise _unavailable(f"record bundle {record.digest}", exc) from exc
-
-
-class JetStreamPublisher:
-    """Publishes events through JetStream, one at a time and in order, awaiting each PubAck.
-
-    `Nats-Msg-Id` is the event id, so a republished answer (after a redelivery) is stored once.
-    """
-
-    def __init__(self, js: JetStreamContext) -> None:
-        self._js = js
-
-    async def __call__(self, events: Sequence[Event]) -> None:
-        for event in events:
-            await self._js.publish(event.subject, encode(event), headers={"Nats-Msg-Id": event.id})
-            log.debug("event.published", kind=event.kind, id=event.id, subject=event.subject)

@@ -9,13 +9,10 @@ asked to stop, so the embedded stack can run it next to other services in one pr
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
 
 import structlog
-from faststream import AckPolicy, FastStream
-from faststream.nats import ConsumerConfig, JStream, PullSub
+from faststream import FastStream
 from faststream.nats.annotations import NatsMessage
-from nats.js.api import AckPolicy as JsAckPolicy
 
 from modelops_contracts import BuildBundle, BundleFailed, Command, Event, ModelRegistered
 from modelops_contracts.subjects import (
@@ -26,14 +23,10 @@ from modelops_contracts.subjects import (
     MODEL_EVENTS,
     command_subject,
 )
-from modelops_runtime.health import (
-    health_server_from_env,
-    jetstream_ready_check,
-    nats_ready_check,
-)
+from modelops_runtime.consumer import Redelivery, consume, consume_event
+from modelops_runtime.faststream_glue import NatsDelivery, pull_subscriber, run_app
 
 from .bootstrap import Deps, open_deps
-from .consumer import Redelivery, consume, consume_event
 from .errors import Rejected
 from .handlers import SOURCE, build_for_registration, on_build_bundle
 from .settings import Settings
@@ -46,47 +39,6 @@ log = structlog.get_logger(__name__)
 _BATCH = 4
 # How long one pull waits for messages; bounds how long a stop waits for the pull to return.
 _PULL_TIMEOUT_S = 1.0
-
-
-@dataclass
-class _Delivery:
-    """A faststream NatsMessage seen through consumer.Delivery."""
-
-    msg: NatsMessage
-
-    @property
-    def data(self) -> bytes:
-        return self.msg.raw_message.data
-
-    @property
-    def subject(self) -> str:
-        return self.msg.raw_message.subject
-
-    @property
-    def headers(self) -> dict[str, str] | None:
-        return self.msg.raw_message.headers
-
-    @property
-    def attempt(self) -> int:
-        return self.msg.raw_message.metadata.num_delivered
-
-    async def ack(self) -> None:
-        await self.msg.ack()
-
-    async def nack(self, delay: float | None = None) -> None:
-        await self.msg.nack(delay=delay)
-
-    async def reject(self) -> None:
-        await self.msg.reject()
-
-
-def _consumer_config(settings: Settings) -> ConsumerConfig:
-    return ConsumerConfig(
-        ack_policy=JsAckPolicy.EXPLICIT,
-        ack_wait=settings.ack_wait_s,
-        max_deliver=settings.max_deliver,
-        max_ack_pending=settings.max_ack_pending,
-    )
 
 
 def create_app(deps: Deps) -> FastStream:
@@ -104,18 +56,19 @@ def create_app(deps: Deps) -> FastStream:
         assert isinstance(cmd, BuildBundle)  # consume() checked `accepts`
         return await build(cmd)
 
-    @broker.subscriber(
+    @pull_subscriber(
+        broker,
         command_subject(BuildBundle.kind),
-        stream=JStream(COMMANDS_STREAM, declare=False),  # declared by ensure_jetstream
+        stream=COMMANDS_STREAM,
         durable=settings.durable,
-        pull_sub=PullSub(batch_size=_BATCH, timeout=_PULL_TIMEOUT_S),
-        config=_consumer_config(settings),
-        ack_policy=AckPolicy.MANUAL,
-        inbox_prefix=deps.pull_inbox,
+        settings=settings,
+        inbox=deps.pull_inbox,
+        batch_size=_BATCH,
+        pull_timeout_s=_PULL_TIMEOUT_S,
     )
     async def on_build_bundle_msg(msg: NatsMessage) -> None:
         await consume(
-            _Delivery(msg),
+            NatsDelivery(msg),
             accepts=(BuildBundle,),
             handle=handle_command,
             publish=deps.publish,
@@ -141,18 +94,19 @@ def create_app(deps: Deps) -> FastStream:
                     )
                 ]
 
-        @broker.subscriber(
+        @pull_subscriber(
+            broker,
             f"{MODEL_EVENTS}.{ModelRegistered.kind}",
-            stream=JStream(EVENTS_STREAM, declare=False),
+            stream=EVENTS_STREAM,
             durable=f"{settings.durable}-on-register",
-            pull_sub=PullSub(batch_size=_BATCH, timeout=_PULL_TIMEOUT_S),
-            config=_consumer_config(settings),
-            ack_policy=AckPolicy.MANUAL,
-            inbox_prefix=deps.pull_inbox,
+            settings=settings,
+            inbox=deps.pull_inbox,
+            batch_size=_BATCH,
+            pull_timeout_s=_PULL_TIMEOUT_S,
         )
         async def on_model_registered_msg(msg: NatsMessage) -> None:
             await consume_event(
-                _Delivery(msg),
+                NatsDelivery(msg),
                 accepts=(ModelRegistered,),
                 handle=handle_registration,
                 publish=deps.publish,
@@ -173,25 +127,18 @@ async def serve(
     `ready` is set once the streams exist and the consumers are subscribed.
     """
     settings = settings or Settings.from_env()
-    stop = stop or asyncio.Event()
     async with open_deps(settings) as deps:
-        app = create_app(deps)
-        checks = {
-            "nats": nats_ready_check(deps.nc),
-            "jetstream": jetstream_ready_check(
-                deps.js, streams=[COMMANDS_STREAM, EVENTS_STREAM], kv=[KV_MODELS, KV_BUNDLES]
-            ),
-        }
-        async with health_server_from_env(service="bundler", ready_checks=checks) as health, app:
-            log.info(
-                "bundler.started",
-                nats_url=settings.nats_url,
-                store=settings.bundle_store,
-                build_on_register=settings.build_on_register,
-            )
-            if ready is not None:
-                ready.set()
-            await stop.wait()
-            if health is not None:
-                health.draining()
+        await run_app(
+            create_app(deps),
+            service="bundler",
+            nc=deps.nc,
+            js=deps.js,
+            streams=[COMMANDS_STREAM, EVENTS_STREAM],
+            kv=[KV_MODELS, KV_BUNDLES],
+            stop=stop,
+            ready=ready,
+            nats_url=settings.nats_url,
+            store=settings.bundle_store,
+            build_on_register=settings.build_on_register,
+        )
         log.info("bundler.stopped")

@@ -6,9 +6,14 @@
     ├── SettingsError      an environment variable has an unusable value
     ├── Rejected           the command cannot be carried out: answered with CommandRejected
     └── Transient          NATS/KV or the bundle store is unreachable: retry the delivery later
+
+Rejected and Transient also subclass modelops_runtime.consumer's, which is what consume()
+acts on when a handler raises them.
 """
 
 from __future__ import annotations
+
+from modelops_runtime import consumer
 
 __all__ = ["BundlerError", "Rejected", "SettingsError", "Transient"]
 
@@ -29,7 +34,7 @@ class SettingsError(BundlerError):
     """A MODELOPS_* variable cannot be used as the bundler's setting."""
 
 
-class Rejected(BundlerError):
+class Rejected(BundlerError, consumer.Rejected):
     """A command is invalid; `field` names the part at fault, as CommandRejected reports it."""
 
     def __init__(self, message: str, *, field: str | None = None, hint: str | None = None):
@@ -37,5 +42,5 @@ class Rejected(BundlerError):
         self.field = field
 
 
-class Transient(BundlerError):
+class Transient(BundlerError, consumer.Transient):
     """A failure that may pass (store or KV unreachable): nak and retry later."""

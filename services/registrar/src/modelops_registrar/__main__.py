@@ -7,37 +7,24 @@ Settings come from MODELOPS_* variables (see settings.py). A start-up failure a 
 from __future__ import annotations
 
 import asyncio
-import signal
 import sys
 
-import structlog
-
-from modelops_runtime.logging import configure_logging
 from modelops_runtime.nats_setup import MessagingError
+from modelops_runtime.service import run_main
 
 from .app import serve
 from .errors import RegistrarError
 from .settings import Settings
 
-log = structlog.get_logger(__name__)
+__all__ = ["main"]
 
 
-async def _main() -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+async def _serve(stop: asyncio.Event) -> None:
     await serve(Settings.from_env(), stop=stop)
 
 
 def main() -> int:
-    configure_logging("registrar")
-    try:
-        asyncio.run(_main())
-    except (RegistrarError, MessagingError) as exc:
-        log.error("registrar.start_failed", error=exc.message, hint=exc.hint)
-        return 1
-    return 0
+    return run_main("registrar", _serve, fatal=(RegistrarError, MessagingError))
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""Adapters to NATS: the model registry bucket on JetStream KV, and event publishing.
+"""Adapters to NATS: the model registry bucket on JetStream KV (events are published by
+modelops_runtime.publishing).
 
 The registry is one JSON Registry per project key. nats errors become the registrar's own: a
 lost compare-and-set is RegistryConflict, an unreachable or slow server is Transient, and a
@@ -7,23 +8,17 @@ value that does not decode is Rejected (retrying cannot fix it; an operator must
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import nats.errors
 import nats.js.errors
-import structlog
-from nats.js import JetStreamContext
 from nats.js.kv import KeyValue
 
-from modelops_contracts import Event, InvalidMessage, Registry, decode, encode
+from modelops_contracts import InvalidMessage, Registry, decode, encode
 from modelops_contracts.subjects import KV_MODELS
 
 from .errors import RegistryConflict, Rejected, Transient
 from .handlers import Versioned
 
-__all__ = ["JetStreamPublisher", "NatsModelsStore"]
-
-log = structlog.get_logger(__name__)
+__all__ = ["NatsModelsStore"]
 
 # Connection trouble and timeouts; everything else from nats is a bug or a bad request.
 _TRANSIENT = (
@@ -81,18 +76,3 @@ def _unavailable(what: str, project: str, exc: BaseException) -> Transient:
         f"cannot {what} the registry of project {project!r}: {type(exc).__name__}: {exc}",
         hint="is NATS JetStream up? the command will be retried",
     )
-
-
-class JetStreamPublisher:
-    """Publishes events through JetStream, one at a time and in order, awaiting each PubAck.
-
-    `Nats-Msg-Id` is the event id, so a republished answer (after a redelivery) is stored once.
-    """
-
-    def __init__(self, js: JetStreamContext) -> None:
-        self._js = js
-
-    async def __call__(self, events: Sequence[Event]) -> None:
-        for event in events:
-            await self._js.publish(event.subject, encode(event), headers={"Nats-Msg-Id": event.id})
-            log.debug("event.published", kind=event.kind, id=event.id, subject=event.subject)

@@ -8,24 +8,17 @@ asked to stop, so the embedded stack can run it next to other services in one pr
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
 
 import structlog
-from faststream import AckPolicy, FastStream
-from faststream.nats import ConsumerConfig, JStream, PullSub
+from faststream import FastStream
 from faststream.nats.annotations import NatsMessage
-from nats.js.api import AckPolicy as JsAckPolicy
 
 from modelops_contracts import Command, Event, RegisterModel
 from modelops_contracts.subjects import COMMANDS_STREAM, EVENTS_STREAM, KV_MODELS, command_subject
-from modelops_runtime.health import (
-    health_server_from_env,
-    jetstream_ready_check,
-    nats_ready_check,
-)
+from modelops_runtime.consumer import Redelivery, consume
+from modelops_runtime.faststream_glue import NatsDelivery, pull_subscriber, run_app
 
 from .bootstrap import Deps, open_deps
-from .consumer import Redelivery, consume
 from .handlers import SOURCE, on_register_model
 from .settings import Settings
 
@@ -40,38 +33,6 @@ _BATCH = 8
 _PULL_TIMEOUT_S = 1.0
 
 
-@dataclass
-class _Delivery:
-    """A faststream NatsMessage seen through consumer.Delivery."""
-
-    msg: NatsMessage
-
-    @property
-    def data(self) -> bytes:
-        return self.msg.raw_message.data
-
-    @property
-    def subject(self) -> str:
-        return self.msg.raw_message.subject
-
-    @property
-    def headers(self) -> dict[str, str] | None:
-        return self.msg.raw_message.headers
-
-    @property
-    def attempt(self) -> int:
-        return self.msg.raw_message.metadata.num_delivered
-
-    async def ack(self) -> None:
-        await self.msg.ack()
-
-    async def nack(self, delay: float | None = None) -> None:
-        await self.msg.nack(delay=delay)
-
-    async def reject(self) -> None:
-        await self.msg.reject()
-
-
 def create_app(deps: Deps) -> FastStream:
     """The registrar app on `deps` (see bootstrap.open_deps)."""
     settings = deps.settings
@@ -82,23 +43,19 @@ def create_app(deps: Deps) -> FastStream:
         assert isinstance(cmd, RegisterModel)  # consume() checked `accepts`
         return list(await on_register_model(cmd, store=deps.store, attempts=settings.kv_attempts))
 
-    @broker.subscriber(
+    @pull_subscriber(
+        broker,
         command_subject(RegisterModel.kind),
-        stream=JStream(COMMANDS_STREAM, declare=False),  # declared by ensure_jetstream
+        stream=COMMANDS_STREAM,
         durable=settings.durable,
-        pull_sub=PullSub(batch_size=_BATCH, timeout=_PULL_TIMEOUT_S),
-        config=ConsumerConfig(
-            ack_policy=JsAckPolicy.EXPLICIT,
-            ack_wait=settings.ack_wait_s,
-            max_deliver=settings.max_deliver,
-            max_ack_pending=settings.max_ack_pending,
-        ),
-        ack_policy=AckPolicy.MANUAL,
-        inbox_prefix=deps.pull_inbox,
+        settings=settings,
+        inbox=deps.pull_inbox,
+        batch_size=_BATCH,
+        pull_timeout_s=_PULL_TIMEOUT_S,
     )
     async def on_register_model_msg(msg: NatsMessage) -> None:
         await consume(
-            _Delivery(msg),
+            NatsDelivery(msg),
             accepts=(RegisterModel,),
             handle=handle,
             publish=deps.publish,
@@ -120,20 +77,17 @@ async def serve(
     `ready` is set once the streams exist and the consumer is subscribed.
     """
     settings = settings or Settings.from_env()
-    stop = stop or asyncio.Event()
     async with open_deps(settings) as deps:
-        app = create_app(deps)
-        checks = {
-            "nats": nats_ready_check(deps.nc),
-            "jetstream": jetstream_ready_check(
-                deps.js, streams=[COMMANDS_STREAM, EVENTS_STREAM], kv=[KV_MODELS]
-            ),
-        }
-        async with health_server_from_env(service="registrar", ready_checks=checks) as health, app:
-            log.info("registrar.started", nats_url=settings.nats_url, durable=settings.durable)
-            if ready is not None:
-                ready.set()
-            await stop.wait()
-            if health is not None:
-                health.draining()
+        await run_app(
+            create_app(deps),
+            service="registrar",
+            nc=deps.nc,
+            js=deps.js,
+            streams=[COMMANDS_STREAM, EVENTS_STREAM],
+            kv=[KV_MODELS],
+            stop=stop,
+            ready=ready,
+            nats_url=settings.nats_url,
+            durable=settings.durable,
+        )
         log.info("registrar.stopped")

@@ -7,9 +7,14 @@
     ├── Rejected           the command cannot be carried out: answered with CommandRejected
     ├── RegistryConflict   the project's registry moved on under us (compare-and-set lost)
     └── Transient          the KV store is unreachable or contended: retry the delivery later
+
+Rejected and Transient also subclass modelops_runtime.consumer's, which is what consume()
+acts on when a handler raises them.
 """
 
 from __future__ import annotations
+
+from modelops_runtime import consumer
 
 __all__ = ["RegistrarError", "RegistryConflict", "Rejected", "SettingsError", "Transient"]
 
@@ -30,7 +35,7 @@ class SettingsError(RegistrarError):
     """A MODELOPS_* variable cannot be used as the registrar's setting."""
 
 
-class Rejected(RegistrarError):
+class Rejected(RegistrarError, consumer.Rejected):
     """A command is invalid or refers to a state it cannot be applied to. `field` names the
     part of the command at fault (dotted path), as CommandRejected reports it."""
 
@@ -43,5 +48,5 @@ class RegistryConflict(RegistrarError):
     """Another writer changed the project's registry since we read it (revision mismatch)."""
 
 
-class Transient(RegistrarError):
+class Transient(RegistrarError, consumer.Transient):
     """A failure that may pass (KV unreachable, too much contention): nak and retry later."""

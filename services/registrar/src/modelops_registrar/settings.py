@@ -7,48 +7,19 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+
+from modelops_runtime.service import NatsSettings, env_float, env_int, nats_from_env
 
 from .errors import SettingsError
 
 __all__ = ["Settings"]
 
 
-def _float(env: Mapping[str, str], name: str, default: float) -> float:
-    raw = env.get(name)
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise SettingsError(f"{name}={raw!r} is not a number") from None
-    if value <= 0:
-        raise SettingsError(f"{name}={raw!r} must be positive")
-    return value
-
-
-def _int(env: Mapping[str, str], name: str, default: int) -> int:
-    raw = env.get(name)
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise SettingsError(f"{name}={raw!r} is not a whole number") from None
-    if value < 1:
-        raise SettingsError(f"{name}={raw!r} must be at least 1")
-    return value
-
-
 @dataclass(frozen=True)
-class Settings:
+class Settings(NatsSettings):
     """What the registrar needs to run. `from_env()` is the only constructor services use."""
 
-    nats_url: str = "nats://127.0.0.1:4222"
-    nats_creds: str | None = None  # a NATS .creds file
-    # One NATS user per component in a deployment (deploy/nats/nats-server.conf).
-    nats_user: str | None = None
-    nats_password: str | None = field(default=None, repr=False)
     durable: str = "registrar"
     # A registration is a few KV round trips: 30 s without an ack means the registrar died.
     ack_wait_s: float = 30.0
@@ -63,15 +34,17 @@ class Settings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
+        err = SettingsError
         return cls(
-            nats_url=env.get("MODELOPS_NATS_URL") or cls.nats_url,
-            nats_creds=env.get("MODELOPS_NATS_CREDS") or None,
-            nats_user=env.get("MODELOPS_NATS_USER") or None,
-            nats_password=env.get("MODELOPS_NATS_PASSWORD") or None,
+            **nats_from_env(env),
             durable=env.get("MODELOPS_REGISTRAR_DURABLE") or cls.durable,
-            ack_wait_s=_float(env, "MODELOPS_REGISTRAR_ACK_WAIT_S", cls.ack_wait_s),
-            max_deliver=_int(env, "MODELOPS_REGISTRAR_MAX_DELIVER", cls.max_deliver),
-            max_ack_pending=_int(env, "MODELOPS_REGISTRAR_MAX_ACK_PENDING", cls.max_ack_pending),
-            nak_delay_s=_float(env, "MODELOPS_REGISTRAR_NAK_DELAY_S", cls.nak_delay_s),
-            kv_attempts=_int(env, "MODELOPS_REGISTRAR_KV_ATTEMPTS", cls.kv_attempts),
+            ack_wait_s=env_float(env, "MODELOPS_REGISTRAR_ACK_WAIT_S", cls.ack_wait_s, error=err),
+            max_deliver=env_int(env, "MODELOPS_REGISTRAR_MAX_DELIVER", cls.max_deliver, error=err),
+            max_ack_pending=env_int(
+                env, "MODELOPS_REGISTRAR_MAX_ACK_PENDING", cls.max_ack_pending, error=err
+            ),
+            nak_delay_s=env_float(
+                env, "MODELOPS_REGISTRAR_NAK_DELAY_S", cls.nak_delay_s, error=err
+            ),
+            kv_attempts=env_int(env, "MODELOPS_REGISTRAR_KV_ATTEMPTS", cls.kv_attempts, error=err),
         )

@@ -1,5 +1,8 @@
 """One delivery, start to finish: decode, handle, publish the answer, settle the message.
 
+Shared by the services that consume commands (registrar, bundler): each supplies its handler,
+the command types it accepts and its redelivery policy; how a delivery settles is the same.
+
 How each outcome settles the JetStream message, and why:
 
 - handled, or answered with CommandRejected (bad JSON, invalid command, refused): publish,
@@ -33,14 +36,14 @@ from modelops_contracts import (
 )
 from modelops_contracts.messages import new_message_id
 
-from .errors import Rejected, Transient
-
 __all__ = [
     "Delivery",
     "EventHandler",
     "Handler",
     "Publish",
     "Redelivery",
+    "Rejected",
+    "Transient",
     "consume",
     "consume_event",
     "rejection",
@@ -54,6 +57,33 @@ EventHandler = Callable[[Event], Awaitable[Sequence[Event]]]
 
 # Publishing the answer failed: the bus itself is in trouble, so retry the whole delivery.
 _PUBLISH_ERRORS = (nats.errors.Error, OSError, TimeoutError)
+
+
+class Rejected(Exception):
+    """A handler's verdict that the command cannot be carried out: answered with
+    CommandRejected, never retried. `field` names the part at fault (dotted path).
+
+    A service's own Rejected subclasses this next to its error base, so its handlers raise
+    service errors while consume() recognises them.
+    """
+
+    def __init__(self, message: str, *, field: str | None = None, hint: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.field = field
+        self.hint = hint
+
+
+class Transient(Exception):
+    """A failure that may pass (a store or KV unreachable): nak and retry the delivery later.
+
+    Services subclass it as they do Rejected.
+    """
+
+    def __init__(self, message: str, *, hint: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,166 @@
+"""faststream for the services that consume JetStream: the broker, the durable pull subscriber
+and the NatsMessage seen as a consumer.Delivery.
+
+The only runtime module that imports faststream, so the rest of modelops_runtime (and the CLI)
+loads without it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import structlog
+from faststream import AckPolicy, FastStream
+from faststream.nats import ConsumerConfig, JStream, NatsBroker, PullSub
+from faststream.nats.annotations import NatsMessage
+from faststream.nats.security import NatsCredentials, NatsSecurity, NatsUserPassword
+from nats.js.api import AckPolicy as JsAckPolicy
+
+from modelops_runtime.health import health_server_from_env, jetstream_ready_check, nats_ready_check
+from modelops_runtime.service import NatsSettings, inbox_prefix
+
+__all__ = [
+    "NatsDelivery",
+    "PullSettings",
+    "make_broker",
+    "pull_inbox",
+    "pull_subscriber",
+    "run_app",
+]
+
+log = structlog.get_logger(__name__)
+
+
+class PullSettings(Protocol):
+    """The consumer settings every service's Settings carries."""
+
+    @property
+    def ack_wait_s(self) -> float: ...
+    @property
+    def max_deliver(self) -> int: ...
+    @property
+    def max_ack_pending(self) -> int: ...
+
+
+@dataclass
+class NatsDelivery:
+    """A faststream NatsMessage seen through consumer.Delivery."""
+
+    msg: NatsMessage
+
+    @property
+    def data(self) -> bytes:
+        return self.msg.raw_message.data
+
+    @property
+    def subject(self) -> str:
+        return self.msg.raw_message.subject
+
+    @property
+    def headers(self) -> dict[str, str] | None:
+        return self.msg.raw_message.headers
+
+    @property
+    def attempt(self) -> int:
+        return self.msg.raw_message.metadata.num_delivered
+
+    async def ack(self) -> None:
+        await self.msg.ack()
+
+    async def nack(self, delay: float | None = None) -> None:
+        await self.msg.nack(delay=delay)
+
+    async def reject(self) -> None:
+        await self.msg.reject()
+
+
+def _security(settings: NatsSettings) -> NatsSecurity | None:
+    if settings.nats_creds:
+        return NatsCredentials(settings.nats_creds)
+    if settings.nats_user:
+        return NatsUserPassword(settings.nats_user, settings.nats_password or "")
+    return None
+
+
+def make_broker(settings: NatsSettings, *, name: str) -> NatsBroker:
+    """The faststream broker (its own connection, made when the app starts), logged in as the
+    service's user and receiving inside its inbox."""
+    return NatsBroker(
+        settings.nats_url,
+        name=f"{name}-consumer",
+        security=_security(settings),
+        inbox_prefix=inbox_prefix(settings),
+        max_reconnect_attempts=-1,  # a service outlives NATS restarts
+        logger=log,
+        log_level=logging.DEBUG,  # per-message "Received/Processed": we log outcomes ourselves
+    )
+
+
+def pull_inbox(settings: NatsSettings) -> bytes:
+    """Where pulled messages are delivered: inside the service user's inbox."""
+    return f"{inbox_prefix(settings)}.".encode()
+
+
+def pull_subscriber(
+    broker: NatsBroker,
+    subject: str,
+    *,
+    stream: str,
+    durable: str,
+    settings: PullSettings,
+    inbox: bytes,
+    batch_size: int,
+    pull_timeout_s: float,
+) -> Any:
+    """The decorator subscribing a handler as a durable pull consumer of `stream` (declared by
+    ensure_jetstream) with explicit, manual acks: consumer.consume settles each message."""
+    return broker.subscriber(
+        subject,
+        stream=JStream(stream, declare=False),
+        durable=durable,
+        pull_sub=PullSub(batch_size=batch_size, timeout=pull_timeout_s),
+        config=ConsumerConfig(
+            ack_policy=JsAckPolicy.EXPLICIT,
+            ack_wait=settings.ack_wait_s,
+            max_deliver=settings.max_deliver,
+            max_ack_pending=settings.max_ack_pending,
+        ),
+        ack_policy=AckPolicy.MANUAL,
+        inbox_prefix=inbox,
+    )
+
+
+async def run_app(
+    app: FastStream,
+    *,
+    service: str,
+    nc: Any,
+    js: Any,
+    streams: Sequence[str],
+    kv: Sequence[str],
+    stop: asyncio.Event | None = None,
+    ready: asyncio.Event | None = None,
+    **started: Any,
+) -> None:
+    """Run `app` next to the service's health server until `stop` is set (forever if None).
+
+    /readyz checks the connection `nc` and that `streams` and `kv` buckets exist. Logs
+    `<service>.started` with `started` once subscribed, then sets `ready`; /readyz turns to
+    draining before the app stops, so a load balancer stops sending first.
+    """
+    stop = stop or asyncio.Event()
+    checks = {
+        "nats": nats_ready_check(nc),
+        "jetstream": jetstream_ready_check(js, streams=streams, kv=kv),
+    }
+    async with health_server_from_env(service=service, ready_checks=checks) as health, app:
+        log.info(f"{service}.started", **started)
+        if ready is not None:
+            ready.set()
+        await stop.wait()
+        if health is not None:
+            health.draining()
