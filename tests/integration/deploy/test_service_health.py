@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from modelops_runtime.processes import free_port
+from modelops_runtime.processes import NatsServer, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -31,7 +31,9 @@ def _wait_ready(url: str, proc: subprocess.Popen, deadline_s: float = 30.0) -> d
     deadline = time.monotonic() + deadline_s
     last = None
     while time.monotonic() < deadline:
-        assert proc.poll() is None, f"service exited early with {proc.returncode}"
+        if proc.poll() is not None:
+            err = proc.stderr.read().decode() if proc.stderr else ""
+            raise AssertionError(f"service exited early with {proc.returncode}: {err[-3000:]}")
         try:
             status, body = _get(url)
             last = (status, body)
@@ -44,7 +46,14 @@ def _wait_ready(url: str, proc: subprocess.Popen, deadline_s: float = 30.0) -> d
 
 
 @pytest.mark.parametrize("service", ["registrar", "bundler", "submitter"])
-def test_service_health_endpoints(service: str, nats_server, tmp_path: Path) -> None:
+def test_service_health_endpoints(service: str, tmp_path: Path) -> None:
+    # A server of its own: durable consumers left by other tests with other settings must not
+    # decide whether this service starts.
+    with NatsServer(tmp_path / "nats") as nats_server:
+        _check_service(service, nats_server, tmp_path)
+
+
+def _check_service(service: str, nats_server: NatsServer, tmp_path: Path) -> None:
     port = free_port()
     env = {
         **os.environ,

@@ -180,8 +180,10 @@ def test_settings_from_env_reads_kubernetes_options(tmp_path: Path) -> None:
 SLEEPER = (
     "import os, subprocess, sys, time\n"
     "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\n"
-    "open(os.environ['OUT'] + '/' + os.environ['MODELOPS_RUNNER_ID'], 'w').write("
+    "path = os.environ['OUT'] + '/' + os.environ['MODELOPS_RUNNER_ID']\n"
+    "open(path + '.tmp', 'w').write("
     "f\"{os.getpid()} {child.pid} {os.environ['MODELOPS_JOB_ID']}\")\n"
+    "os.replace(path + '.tmp', path)  # atomic: the test never reads a half-written file\n"
     "print('runner up', flush=True)\n"
     "time.sleep(60)\n"
 )
