@@ -7,6 +7,7 @@ allowed. Regenerate after editing:
 
     .venv/bin/python deploy/nats/render_config.py          # write both copies
     .venv/bin/python deploy/nats/render_config.py --check  # exit 1 if they are stale
+    .venv/bin/python deploy/nats/render_config.py --passwords  # fresh .env lines, one per user
 
 How the permissions are shaped (details in docs/deployment.md):
 
@@ -26,13 +27,24 @@ How the permissions are shaped (details in docs/deployment.md):
 from __future__ import annotations
 
 import argparse
+import secrets
+import string
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from modelops_contracts import subjects as s
 
-__all__ = ["OUTPUTS", "USERS", "Rule", "User", "password_env", "render"]
+__all__ = [
+    "OUTPUTS",
+    "USERS",
+    "Rule",
+    "User",
+    "new_password",
+    "password_env",
+    "password_problem",
+    "render",
+]
 
 HERE = Path(__file__).resolve().parent
 OUTPUTS = (HERE / "nats-server.conf", HERE.parent / "k8s" / "base" / "nats" / "nats-server.conf")
@@ -62,6 +74,32 @@ class User:
 def password_env(user: str) -> str:
     """The environment variable nats-server reads the user's password from."""
     return f"MODELOPS_NATS_{user.upper()}_PASSWORD"
+
+
+# nats-server parses the value of `$VAR` as config syntax, not as a plain string: `-x…` and
+# `12345` fail to parse or become numbers, `true` a boolean, and `,` `}` `#` or a space end the
+# value early. So passwords use only letters and digits and start with a letter; that keeps
+# `openssl rand -base64` output (which may start with a digit or hold `/+=`) out of the config.
+PASSWORD_ALPHABET = string.ascii_letters + string.digits
+PASSWORD_LENGTH = 32  # 32 symbols of 62: about 190 bits
+
+
+def new_password(length: int = PASSWORD_LENGTH) -> str:
+    """A random password nats-server reads back verbatim from its environment."""
+    first = secrets.choice(string.ascii_letters)
+    return first + "".join(secrets.choice(PASSWORD_ALPHABET) for _ in range(length - 1))
+
+
+def password_problem(value: str) -> str | None:
+    """Why nats-server would misread `value` as a `$VAR` password, or None when it is safe."""
+    if len(value) < 16:
+        return "is shorter than 16 characters"
+    if not value[0].isascii() or not value[0].isalpha():
+        return "must start with a letter (nats-server parses a leading digit or '-' as a number)"
+    bad = sorted({c for c in value if c not in PASSWORD_ALPHABET})
+    if bad:
+        return f"may hold only letters and digits, not {' '.join(map(repr, bad))}"
+    return None
 
 
 # ------------------------------------------------------------------------------ rule builders
@@ -280,7 +318,9 @@ HEADER = """\
 # Passwords come from the environment (nats-server resolves $NAME from it and refuses to start
 # when one is unset):
 {envs}
-# A value may be a bcrypt hash ('nats server passwd') so the server never holds the plaintext.
+# nats-server parses each value as config syntax: use letters and digits only, starting with a
+# letter (`render_config.py --passwords` prints such values). A value may instead be a bcrypt
+# hash ('nats server passwd') so the server never holds the plaintext.
 # Clients connect with user <name>, its password, and inbox_prefix "_INBOX.<name>".
 
 port: 4222
@@ -362,7 +402,16 @@ def render(users: tuple[User, ...] = USERS) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="exit 1 if the files are stale")
+    parser.add_argument(
+        "--passwords",
+        action="store_true",
+        help="print one fresh MODELOPS_NATS_<USER>_PASSWORD=… line per user (for .env)",
+    )
     args = parser.parse_args(argv)
+    if args.passwords:
+        for user in USERS:
+            print(f"{password_env(user.name)}={new_password()}")
+        return 0
     text = render()
     stale = [p for p in OUTPUTS if not p.is_file() or p.read_text() != text]
     if args.check:

@@ -10,7 +10,6 @@ import hashlib
 import json
 import os
 import re
-import secrets
 import shutil
 import subprocess
 import sys
@@ -20,6 +19,7 @@ from pathlib import Path
 
 import nats
 import pytest
+
 from modelops_bundle.oci import compose_bundle
 from modelops_bundle.pull import pull_bundle, read_bundle_index
 from modelops_bundle.registry_file import dump_registry, load_registry
@@ -29,8 +29,8 @@ from modelops_contracts import Registry, decode
 from modelops_contracts.subjects import KV_BUNDLES, KV_MODELS
 from modelops_registrar import app as registrar_app
 from modelops_runtime.processes import NatsServer, free_port
-
 from tests.integration.bundler.services import ServicesThread
+from tests.support.deploy_files import nats_passwords
 from tests.support.servers import OciRegistry
 
 pytestmark = pytest.mark.e2e
@@ -295,7 +295,7 @@ def test_seed_commands_through_the_services_as_least_privilege_nats_users(
 ) -> None:
     """deploy/nats/nats-server.conf: each component logs in as its own user and may only do
     its own job; the CLI and both services still do theirs."""
-    passwords = {user: secrets.token_urlsafe(12) for user in ("registrar", "bundler", "cli")}
+    passwords = nats_passwords("registrar", "bundler", "cli")
     for user in ("registrar", "bundler", "submitter", "runner", "cli"):
         monkeypatch.setenv(f"MODELOPS_NATS_{user.upper()}_PASSWORD", passwords.get(user, "x"))
     project = copy_example(tmp_path / "sir")

@@ -10,7 +10,6 @@ more precise than waiting for a request to time out.
 from __future__ import annotations
 
 import asyncio
-import secrets
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -18,11 +17,13 @@ from pathlib import Path
 import nats
 import nats.errors
 import pytest
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
 from modelops_contracts import subjects as s
 from modelops_runtime.health import jetstream_ready_check
 from modelops_runtime.nats_setup import JetStreamSetupError, ensure_jetstream
 from modelops_runtime.processes import NatsServer
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from tests.support.deploy_files import nats_passwords
 
 pytestmark = pytest.mark.integration
 
@@ -39,7 +40,7 @@ def password_env(user: str) -> str:
 
 @pytest.fixture(scope="module")
 def passwords() -> dict[str, str]:
-    return {user: secrets.token_urlsafe(16) for user in USERS}
+    return nats_passwords(*USERS)
 
 
 @pytest.fixture(scope="module")

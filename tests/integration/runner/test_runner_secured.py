@@ -3,7 +3,6 @@ pulls its job's tasks, reads its consumer, settles messages and publishes task e
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from modelops_contracts.messages import TaskCompleted
 from modelops_runtime.blobstore import open_blob_store
 from modelops_runtime.nats_setup import connect
 from modelops_runtime.processes import NatsServer
+from tests.support.deploy_files import nats_passwords
 
 pytestmark = pytest.mark.integration
 
@@ -24,7 +24,7 @@ USERS = ("registrar", "bundler", "submitter", "runner", "cli")
 
 @pytest.fixture(scope="module")
 def passwords() -> dict[str, str]:
-    return {user: secrets.token_urlsafe(16) for user in USERS}
+    return nats_passwords(*USERS)
 
 
 @pytest.fixture(scope="module")

@@ -1,25 +1,5 @@
-"""Paths of the deployment files and a loader for deploy/nats/render_config.py (not a package)."""
+"""The deployment paths and render_config loader, shared with integration and e2e tests."""
 
-from __future__ import annotations
-
-import importlib.util
-import sys
-from pathlib import Path
-from types import ModuleType
+from tests.support.deploy_files import DEPLOY, REPO, load_render_config
 
 __all__ = ["DEPLOY", "REPO", "load_render_config"]
-
-REPO = Path(__file__).resolve().parents[3]
-DEPLOY = REPO / "deploy"
-
-
-def load_render_config() -> ModuleType:
-    name = "modelops_deploy_render_config"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, DEPLOY / "nats" / "render_config.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look their module up while the class is built
-    spec.loader.exec_module(module)
-    return module

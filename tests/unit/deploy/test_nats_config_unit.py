@@ -93,3 +93,46 @@ def test_services_consume_commands_only_through_their_own_durable(name: str):
     }
     assert next_ == {f"$JS.API.CONSUMER.MSG.NEXT.MODELOPS_COMMANDS.{name}"}
     assert not {s for s in allowed(name) if s.startswith("modelops.cmd")}
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        ("-Abcdefghijklmnopq", "start with a letter"),
+        ("5qAbcdefghijklmnop", "start with a letter"),
+        ("1234567890123456789", "start with a letter"),
+        ("Abcdefgh/ijkl+mnop=", "letters and digits"),
+        ("Abcdefgh ijklmnopq", "letters and digits"),
+        ("Abcdefgh,ijklmnopq", "letters and digits"),
+        ("short", "shorter than 16"),
+    ],
+)
+def test_passwords_nats_server_would_misread_are_named(value: str, reason: str):
+    problem = rc.password_problem(value)
+    assert problem is not None and reason in problem
+
+
+def test_generated_passwords_are_safe_distinct_and_the_server_starts_with_them():
+    """`render_config.py --passwords` output goes straight into .env: nats-server must start."""
+    fresh = [rc.new_password() for _ in range(2000)]
+    assert len(set(fresh)) == len(fresh)
+    assert all(rc.password_problem(p) is None for p in fresh)
+    assert {p[0].isdigit() for p in fresh} == {False}
+    binary = find_executable("nats-server", hint=NATS_HINT)
+    env = {**os.environ, **{rc.password_env(u): rc.new_password() for u in USERS}}
+    done = subprocess.run(
+        [binary, "-t", "-c", DEPLOY / "nats" / "nats-server.conf"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+
+
+def test_passwords_flag_prints_one_env_line_per_user(capsys: pytest.CaptureFixture[str]):
+    assert rc.main(["--passwords"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split("=", 1)[0] for line in lines] == [rc.password_env(u) for u in USERS]
+    assert all(rc.password_problem(line.split("=", 1)[1]) is None for line in lines)
