@@ -19,6 +19,7 @@ import psutil
 import pyarrow.parquet as pq
 import pytest
 import pytest_asyncio
+
 from modelops_runner.pool import (
     TaskFailure,
     TaskOutcome,

@@ -16,9 +16,11 @@ from pathlib import Path
 
 import aioboto3
 import pytest
+
 from modelops_runtime.blobstore import (
     BlobAccessDenied,
     BlobNotFound,
+    BlobPut,
     BlobStore,
     BlobStoreUnavailable,
     BucketNotFound,
@@ -28,7 +30,6 @@ from modelops_runtime.blobstore import (
     open_blob_store,
 )
 from modelops_runtime.processes import free_port
-
 from tests.support.servers import SeaweedS3
 
 MiB = 1024 * 1024
@@ -154,6 +155,38 @@ async def test_put_if_absent_has_one_winner_among_concurrent_writers(store: Blob
     )
     assert outcomes.count(True) == 1
     assert await store.get_bytes("results/t1") == f"writer-{outcomes.index(True)}".encode()
+
+
+async def test_put_batch_stores_stage_after_stage_and_reports_each_put(store: BlobStore) -> None:
+    await store.put_bytes("results/t2/_done.json", b"earlier")
+    outputs = [BlobPut(f"results/t{i}/out.parquet", f"out-{i}".encode()) for i in (1, 2)]
+    markers = [
+        BlobPut(f"results/t{i}/_done.json", f"done-{i}".encode(), "application/json", True)
+        for i in (1, 2)
+    ]
+    assert await store.put_batch(outputs, markers) == [[True, True], [True, False]]
+    assert await store.get_bytes("results/t1/_done.json") == b"done-1"
+    assert await store.get_bytes("results/t2/_done.json") == b"earlier"  # if_absent kept it
+    assert await store.get_bytes("results/t2/out.parquet") == b"out-2"
+    await store.put_batch([BlobPut("results/t1/out.parquet", b"rewritten")])  # last write wins
+    assert await store.get_bytes("results/t1/out.parquet") == b"rewritten"
+    assert await store.put_batch() == [] and await store.put_batch([], []) == [[], []]
+    assert len(await _listed(store)) == 4
+
+
+async def test_get_batch_answers_in_order_with_none_for_missing(store: BlobStore) -> None:
+    await store.put_batch([BlobPut("a/1", b"one"), BlobPut("b/2", b"")])
+    keys = ["b/2", "a/missing", store.uri_for("a/1"), "never/there"]
+    assert await store.get_batch(keys) == [b"", None, b"one", None]
+    assert await store.get_batch([]) == []
+
+
+async def test_a_batch_with_one_unsafe_key_writes_nothing(store: BlobStore) -> None:
+    with pytest.raises(UnsafeKey):
+        await store.put_batch([BlobPut("fine/k", b"x")], [BlobPut("../escape", b"y")])
+    with pytest.raises(UnsafeKey):
+        await store.get_batch(["fine/k", "a//b"])
+    assert await _listed(store) == []
 
 
 async def test_unsafe_keys_and_foreign_uris_are_refused(store: BlobStore) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,7 +25,7 @@ from modelops_runner.pool import TaskFailure, TaskOutcome, TaskSuccess, WorkItem
 from modelops_runner.queue import ConsumerLimits, QueueState
 from modelops_runner.results import ResultRecord
 from modelops_runner.runner import CORRELATION_HEADER, LoopConfig, Runner
-from modelops_runtime.blobstore import BlobNotFound, BlobStoreUnavailable
+from modelops_runtime.blobstore import BlobNotFound, BlobPut, BlobStoreUnavailable
 
 JOB = "job-unit"
 BUNDLE = f"registry.test/sir@sha256:{'c' * 64}"
@@ -193,7 +193,10 @@ class FakePool:
 
 
 class MemoryStore:
-    """The BlobStore calls results.py makes, in memory, with injectable outages."""
+    """The BlobStore calls results.py makes, in memory, with injectable outages.
+
+    Each put_batch stage ends with a ("sync", n) journal entry, as file:// syncs once per stage.
+    """
 
     uri = "mem://store"
 
@@ -234,6 +237,26 @@ class MemoryStore:
         self.blobs[key] = data
         self.journal.append(("put", key))
         return True
+
+    async def get_batch(self, keys_or_uris: Sequence[str]) -> list[bytes | None]:
+        self.journal.append(("get_batch", len(keys_or_uris)))
+        return [self.blobs.get(self._key(k)) for k in keys_or_uris]
+
+    async def put_batch(self, *stages: Sequence[BlobPut]) -> list[list[bool]]:
+        self._maybe_fail()
+        results = []
+        for stage in stages:
+            wrote = []
+            for put in stage:
+                if put.if_absent and put.key in self.blobs:
+                    wrote.append(False)
+                    continue
+                self.blobs[put.key] = put.data
+                self.journal.append(("put", put.key))
+                wrote.append(True)
+            self.journal.append(("sync", len(stage)))
+            results.append(wrote)
+        return results
 
 
 class FakePublisher:
@@ -335,6 +358,31 @@ async def test_successful_tasks_store_then_publish_then_ack_and_drain() -> None:
         assert positions == sorted(positions)
     item = w.pool.items[0]
     assert item.entrypoint == SIR and item.params == {"beta": 0.1} and item.outputs is None
+
+
+async def test_store_calls_are_batched_and_each_record_follows_its_synced_outputs() -> None:
+    w = make_world(n_workers=4)
+    tasks = [sim_task(seed) for seed in range(40)]
+    msgs = [w.queue.put_task(t) for t in tasks]
+
+    assert await w.runner(max_held=40).run() == "drained"
+
+    lookups = [n for kind, n in w.journal if kind == "get_batch"]
+    stages = [n for kind, n in w.journal if kind == "sync"]
+    assert sum(lookups) == 40 and len(lookups) < 20  # one lookup serves a whole fetch
+    assert sum(stages) == 80 and len(stages) < 40  # outputs + records of many tasks per stage
+    syncs = [i for i, step in enumerate(w.journal) if step[0] == "sync"]
+    for task, msg in zip(tasks, msgs, strict=True):
+        output = w.journal.index(("put", blob_keys.result_output(task.task_id, "summary")))
+        done = w.journal.index(("put", blob_keys.result_done(task.task_id)))
+        synced = next(i for i in syncs if i > output)
+        assert output < synced < done  # the record is written once its outputs are durable
+        published = w.journal.index(("publish", f"{JOB}:{task.task_id}:task_completed:1"))
+        assert (
+            next(i for i in syncs if i > done)
+            < published
+            < w.journal.index(("ack", msg.stream_seq))
+        )
 
 
 async def test_a_stored_result_of_another_job_is_reported_cached_without_running() -> None:

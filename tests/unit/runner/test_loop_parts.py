@@ -71,6 +71,12 @@ def test_settings_read_every_variable() -> None:
     assert s.memory_limit_bytes == 512 * 1024**2 and s.s3.endpoint_url == "http://s3:8333"
 
 
+def test_the_store_window_may_be_zero_to_store_each_result_at_once() -> None:
+    assert RunnerSettings.from_env(BASE_ENV).store_window_s == 0.1
+    env = {**BASE_ENV, "MODELOPS_RUNNER_STORE_WINDOW_S": "0"}
+    assert RunnerSettings.from_env(env).store_window_s == 0.0
+
+
 def test_worker_count_falls_back_to_the_job_then_the_cores() -> None:
     s = RunnerSettings.from_env(BASE_ENV)
     assert s.worker_count(5) == 5
@@ -93,6 +99,8 @@ def test_runner_id_defaults_to_host_and_pid() -> None:
         ({**BASE_ENV, "MODELOPS_WORKERS": "two"}, "MODELOPS_WORKERS='two'"),
         ({**BASE_ENV, "MODELOPS_MEMORY_LIMIT": "lots"}, "MODELOPS_MEMORY_LIMIT='lots'"),
         ({**BASE_ENV, "MODELOPS_RUNNER_FETCH_TIMEOUT_S": "-1"}, "FETCH_TIMEOUT_S"),
+        ({**BASE_ENV, "MODELOPS_RUNNER_FETCH_TIMEOUT_S": "0"}, "must be a positive"),
+        ({**BASE_ENV, "MODELOPS_RUNNER_STORE_WINDOW_S": "-0.1"}, "must be a non-negative"),
     ],
 )
 def test_bad_settings_name_the_variable(env: dict[str, str], named: str) -> None:

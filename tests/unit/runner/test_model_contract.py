@@ -6,6 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
 from modelops_runner.model_contract import ModelCache, ModelTaskError, load_model, run_model
 
 

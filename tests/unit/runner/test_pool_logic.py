@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 
 import pytest
+
 from modelops_runner.pool import TaskFailure, WorkerStartError, _TailBuffer, classify_exit
 
 

@@ -6,6 +6,7 @@ import io
 
 import msgpack
 import pytest
+
 from modelops_runner.protocol import (
     FrameDecoder,
     FrameTooLarge,

@@ -10,7 +10,8 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from modelops_runner.tables import OutputTableError, to_arrow, to_parquet
+
+from modelops_runner.tables import SMALL_TABLE_ROWS, OutputTableError, to_arrow, to_parquet
 
 ROWS = [{"day": 1, "name": "a", "value": 0.5}, {"day": 2, "name": "b", "value": 1.5}]
 COLUMNS = {"day": [1, 2], "name": ["a", "b"], "value": [0.5, 1.5]}
@@ -39,6 +40,16 @@ def test_every_table_type_decodes_to_the_same_rows(table: object, compression: s
     assert _rows(parquet) == ROWS
     codec = pq.ParquetFile(io.BytesIO(parquet)).metadata.row_group(0).column(0).compression
     assert codec.lower() == compression
+
+
+def test_small_tables_skip_statistics_and_dictionaries_large_ones_keep_them() -> None:
+    def first_column(rows: int) -> pq.ColumnChunkMetaData:
+        parquet = to_parquet("t", {"label": ["x", "y"] * (rows // 2)}, compression="snappy")
+        return pq.ParquetFile(io.BytesIO(parquet)).metadata.row_group(0).column(0)
+
+    small, large = first_column(SMALL_TABLE_ROWS), first_column(SMALL_TABLE_ROWS + 2)
+    assert not small.is_stats_set and not any("DICTIONARY" in e for e in small.encodings)
+    assert large.is_stats_set and any("DICTIONARY" in e for e in large.encodings)
 
 
 def test_a_dict_of_scalars_is_one_row() -> None:

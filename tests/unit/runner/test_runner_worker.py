@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+
 from modelops_runner.model_contract import ModelCache
 from modelops_runner.worker import run_task
 

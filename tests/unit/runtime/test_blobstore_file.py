@@ -15,10 +15,12 @@ import time
 from pathlib import Path
 
 import pytest
+
 from modelops_runtime import blobstore
 from modelops_runtime.blobstore import (
     BlobConflict,
     BlobNotFound,
+    BlobPut,
     BlobStore,
     BlobStoreError,
     FileBlobStore,
@@ -26,6 +28,7 @@ from modelops_runtime.blobstore import (
     S3Settings,
     UnsafeKey,
     _atomic,
+    filestore,
     join_uri,
     key_of,
     open_blob_store,
@@ -313,6 +316,75 @@ async def test_a_key_and_a_folder_of_keys_conflict(store: FileBlobStore) -> None
     with pytest.raises(BlobConflict):
         await store.put_bytes("c/d", b"y")
     assert [k async for k in store.list()] == ["a/b", "c"]
+
+
+# -- batches -----------------------------------------------------------------------------------
+
+
+async def test_put_batch_syncs_once_per_stage_before_the_next_stage_is_written(
+    store: FileBlobStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[tuple[list[str], list[str]]] = []
+    real_sync = filestore.sync_writes
+
+    def recording_sync(root: Path, paths: list[str]) -> None:
+        on_disk = sorted(p.relative_to(store.root).as_posix() for p in store.root.rglob("*.*"))
+        seen.append(([Path(p).relative_to(store.root).as_posix() for p in paths], on_disk))
+        real_sync(root, paths)
+
+    monkeypatch.setattr(filestore, "sync_writes", recording_sync)
+    outputs = [BlobPut("r/t1/a.parquet", b"a"), BlobPut("r/t2/a.parquet", b"b")]
+    markers = [BlobPut("r/t1/_done.json", b"{}", if_absent=True)]
+    assert await store.put_batch(outputs, markers) == [[True, True], [True]]
+    assert seen == [
+        (["r/t1/a.parquet", "r/t2/a.parquet"], ["r/t1/a.parquet", "r/t2/a.parquet"]),
+        (["r/t1/_done.json"], ["r/t1/_done.json", "r/t1/a.parquet", "r/t2/a.parquet"]),
+    ]
+    assert _leftovers(store.root) == []
+
+
+async def test_put_batch_without_syncfs_fsyncs_every_file_and_new_folder(
+    store: FileBlobStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def recording_fsync(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    monkeypatch.setattr(_atomic, "_syncfs", None)  # as on macOS
+    monkeypatch.setattr(_atomic.os, "fsync", recording_fsync)
+    await store.put_batch([BlobPut("r/t1/a.parquet", b"a"), BlobPut("r/t1/b.parquet", b"b")])
+    root = str(store.root)
+    assert sorted(synced) == sorted(
+        [f"{root}/r/t1/a.parquet", f"{root}/r/t1/b.parquet", f"{root}/r/t1", f"{root}/r", root]
+    )
+
+
+async def test_a_failed_sync_fails_the_batch_and_names_the_store(
+    store: FileBlobStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken_disk(root: Path, paths: list[str]) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(filestore, "sync_writes", broken_disk)
+    with pytest.raises(BlobStoreError, match="Input/output error") as info:
+        await store.put_batch([BlobPut("r/a", b"a")], [BlobPut("r/b", b"b")])
+    assert store.uri in str(info.value) and info.value.hint
+    monkeypatch.undo()
+    assert not await store.exists("r/b")  # the second stage never started
+    assert _leftovers(store.root) == []
+
+
+async def test_a_conflicting_key_in_a_batch_is_a_blob_conflict(store: FileBlobStore) -> None:
+    await store.put_bytes("a/b", b"x")
+    with pytest.raises(BlobConflict):
+        await store.put_batch([BlobPut("a", b"y", if_absent=True)])
+    with pytest.raises(BlobConflict):
+        await store.put_batch([BlobPut("a/b/c", b"y")])
+    assert await store.get_batch(["a", "a/b", "a/b/c"]) == [None, b"x", None]
+    assert _leftovers(store.root) == []
 
 
 # -- atomicity ---------------------------------------------------------------------------------

@@ -168,11 +168,11 @@ async def _run_job(
             correlation_id=correlation_id,
             fetch_timeout_s=settings.fetch_timeout_s,
             shutdown_grace_s=settings.shutdown_grace_s,
+            store_window_s=settings.store_window_s,
             max_held=_held_limit(limits.max_ack_pending, pool.n_workers),
         )
-        runner = Runner(
-            cfg, queue=queue, pool=pool, store=store, publisher=JetStreamPublisher(nc.jetstream())
-        )
+        publisher = JetStreamPublisher(nc)
+        runner = Runner(cfg, queue=queue, pool=pool, store=store, publisher=publisher)
         watcher = asyncio.create_task(_stop_on(stop, runner))
         log.info(
             "runner.started",
@@ -185,6 +185,7 @@ async def _run_job(
             outcome = await runner.run()
         finally:
             watcher.cancel()
+            await publisher.close()
         log.info(
             "runner.finished",
             outcome=outcome,

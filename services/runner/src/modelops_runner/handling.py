@@ -9,9 +9,12 @@
     infrastructure trouble ▶ nak with back-off; on the last delivery TaskFailed + term
 
 Acks come last, after the result is stored and JetStream has acknowledged the event, so a
-crash anywhere means redelivery, never loss. `TaskHandler.handle` is the outermost boundary
-for one message: whatever goes wrong, the message is acked, nak'ed or terminated, and the
-log line says which.
+crash anywhere means redelivery, never loss. Store calls are batched across the tasks in
+flight (batching.py): one lookup of `_done.json` serves a whole fetch, and one two-stage
+put (outputs, then records) serves every task that finished meanwhile.
+
+`TaskHandler.handle` is the outermost boundary for one message: whatever goes wrong, the
+message is acked, nak'ed or terminated, and the log line says which.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -29,12 +32,13 @@ from modelops_contracts import InvalidMessage, SimTask, TaskMetrics, decode
 from modelops_contracts.messages import Event, utc_now
 from modelops_runtime.blobstore import BlobStore, BlobStoreError
 
+from .batching import Batcher
 from .errors import InfrastructureError
 from .pacing import is_last_delivery, nak_delay
 from .pool import TaskFailure, TaskOutcome, TaskSuccess, WorkItem
 from .queue import QueueMessage
 from .reporting import EventPublisher, completed_event, failed_event
-from .results import BadOutputName, ResultRecord, find_result, save_result
+from .results import BadOutputName, ResultRecord, Saved, find_results, save_results
 
 __all__ = [
     "CORRELATION_HEADER",
@@ -80,6 +84,7 @@ class LoopConfig:
     shutdown_grace_s: float = 20.0
     max_held: int = 0  # 0: 8 per worker + 32
     look_ahead_s: float = 0.25  # with tasks shorter than this, hold about this much work ahead
+    store_window_s: float = 0.1  # a finished task waits this long for others to store with
 
     @property
     def held_limit(self) -> int:
@@ -138,11 +143,25 @@ class TaskHandler:
         self.task_s: float | None = None
         self.consumer_gone = False  # set by the loop: settling is pointless then
         self._pool = pool
-        self._store = store
         self._publisher = publisher
         self._on_stage = on_stage
         self._clock = clock
         self._slots = asyncio.Semaphore(cfg.n_workers)
+        self._lookups: Batcher[str, ResultRecord | None] = Batcher(
+            lambda task_ids: find_results(store, task_ids), name="result-lookups"
+        )
+        self._saves: Batcher[tuple[ResultRecord, Mapping[str, bytes]], Saved] = Batcher(
+            lambda results: save_results(store, results),
+            name="result-saves",
+            window_s=cfg.store_window_s,
+            # the window never holds so many finished tasks that fetching stalls
+            window_items=max(1, cfg.held_limit // 4),
+        )
+
+    async def close(self) -> None:
+        """Stop the store batchers; call once no message is being handled any more."""
+        await self._lookups.close()
+        await self._saves.close()
 
     async def handle(self, held: HeldMessage) -> None:
         """Process one message; never raises but CancelledError (then it naks)."""
@@ -202,7 +221,7 @@ class TaskHandler:
 
     async def _run_task(self, held: HeldMessage, task: SimTask, correlation_id: str) -> None:
         msg, attempt = held.msg, held.msg.attempt
-        stored = await find_result(self._store, task.task_id)
+        stored = await self._lookups.submit(task.task_id)
         if stored is not None:
             self._on_stage(held, "finishing")
             await self._report_done(msg, stored, correlation_id)
@@ -221,7 +240,7 @@ class TaskHandler:
                 correlation_id=correlation_id,
             )
             try:
-                stored, _ = await save_result(self._store, record, outcome.outputs)
+                saved = await self._saves.submit((record, outcome.outputs))
             except BadOutputName as exc:
                 outcome = TaskFailure(
                     task_id=task.task_id,
@@ -231,7 +250,7 @@ class TaskHandler:
                     wall_s=outcome.wall_s,
                 )
             else:
-                await self._report_done(msg, stored, correlation_id)
+                await self._report_done(msg, saved.record, correlation_id)
                 return
         if outcome.kind == "infrastructure":
             raise _Retry(outcome.message)

@@ -10,11 +10,17 @@ republishes the very same event, which JetStream deduplicates.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import itertools
+import json
 from typing import Protocol
 
+import nats
 import nats.errors
 import structlog
-from nats.js import JetStreamContext
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
 
 from modelops_contracts import TaskCompleted, TaskFailed, encode
 from modelops_contracts.messages import Event
@@ -33,6 +39,8 @@ __all__ = [
 ]
 
 log = structlog.get_logger(__name__)
+
+_NO_RESPONDERS_STATUS = "503"
 
 EVENT_TAIL_CHARS = 8 * 1024
 """Traceback and stderr tails kept in a TaskFailed: events are kept for 30 days."""
@@ -114,26 +122,118 @@ def failed_event(
 
 
 class JetStreamPublisher:
-    """Publishes events on their subjects with Nats-Msg-Id and waits for the PubAck.
+    """Publishes events on their subjects with Nats-Msg-Id and waits for each PubAck.
 
-    Concurrent callers pipeline naturally: each awaits only its own PubAck.
+    Concurrent callers pipeline naturally: each awaits only its own PubAck. All publishes
+    share one reply subscription (`<inbox>.<n>`) and a sweep that fails the PubAcks not
+    back within the timeout, so a publish costs a future and a dict entry; nats-py's
+    js.publish adds a random token, a wait_for timer and a PubAck dataclass to every call,
+    which the runner pays once per task.
     """
 
-    def __init__(self, js: JetStreamContext, *, timeout_s: float = 10.0) -> None:
-        self._js = js
+    def __init__(self, nc: nats.NATS, *, timeout_s: float = 10.0) -> None:
+        self._nc = nc
         self._timeout_s = timeout_s
+        self._prefix = ""
+        self._sub: Subscription | None = None
+        self._waiting: dict[str, tuple[asyncio.Future[None], float]] = {}
+        self._tokens = itertools.count()
+        self._sweeper: asyncio.Task[None] | None = None
 
     async def publish(self, event: Event) -> None:
+        """Return once JetStream has stored `event`; ReportError if it did not in time."""
+        if self._sub is None:
+            await self._subscribe()
+        loop = asyncio.get_running_loop()
+        token = str(next(self._tokens))
+        future: asyncio.Future[None] = loop.create_future()
+        self._waiting[token] = (future, loop.time() + self._timeout_s)
         try:
-            await self._js.publish(
-                event.subject,
-                encode(event),
-                timeout=self._timeout_s,
-                headers={"Nats-Msg-Id": event.id},
-            )
-        except (nats.errors.Error, TimeoutError) as exc:  # nats.js errors derive from it
+            try:
+                await self._nc.publish(
+                    event.subject,
+                    encode(event),
+                    reply=self._prefix + token,
+                    headers={"Nats-Msg-Id": event.id},
+                )
+            except nats.errors.Error as exc:
+                raise _report_error(event, exc) from exc
+            if self._sweeper is None:
+                self._sweeper = asyncio.create_task(self._sweep(), name="pubacks-sweeper")
+            try:
+                await future
+            except ReportError as exc:
+                raise _report_error(event, exc) from exc
+        finally:
+            self._waiting.pop(token, None)
+
+    async def close(self) -> None:
+        """Stop the sweep and the reply subscription; waiting publishes fail."""
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
+        for future, _ in self._waiting.values():
+            if not future.done():
+                future.set_exception(ReportError("the event publisher was closed"))
+        if self._sub is not None:
+            with contextlib.suppress(nats.errors.Error):
+                await self._sub.unsubscribe()
+            self._sub = None
+
+    async def _subscribe(self) -> None:
+        prefix = self._nc.new_inbox() + "."  # under the connection's inbox prefix (permissions)
+        try:
+            sub = await self._nc.subscribe(prefix + "*", cb=self._on_reply)
+        except nats.errors.Error as exc:
             raise ReportError(
-                f"JetStream did not store {type(event).__name__} {event.id}: "
-                f"{type(exc).__name__}: {exc}",
-                hint="is the MODELOPS_EVENTS stream there and NATS reachable?",
+                f"cannot subscribe to PubAcks on {prefix}*: {exc!r}",
+                hint="may this NATS user subscribe to its inbox prefix?",
             ) from exc
+        if self._sub is None:
+            self._prefix, self._sub = prefix, sub
+        else:  # another publish subscribed meanwhile
+            await sub.unsubscribe()
+
+    async def _on_reply(self, msg: Msg) -> None:
+        entry = self._waiting.get(msg.subject[len(self._prefix) :])
+        if entry is None or entry[0].done():
+            return  # late: its publish already timed out
+        future = entry[0]
+        problem = _puback_problem(msg)
+        if problem:
+            future.set_exception(ReportError(problem))
+        else:
+            future.set_result(None)
+
+    async def _sweep(self) -> None:
+        """Fail PubAcks overdue by the timeout; ends when none is awaited."""
+        try:
+            while self._waiting:
+                await asyncio.sleep(min(1.0, self._timeout_s))
+                now = asyncio.get_running_loop().time()
+                for future, deadline in list(self._waiting.values()):
+                    if deadline <= now and not future.done():
+                        future.set_exception(ReportError(f"no PubAck within {self._timeout_s:g} s"))
+        finally:
+            if self._sweeper is asyncio.current_task():
+                self._sweeper = None
+
+
+def _puback_problem(msg: Msg) -> str:
+    """Why a PubAck reply says the event was not stored ("" when it was). Pure."""
+    if msg.headers and msg.headers.get("Status") == _NO_RESPONDERS_STATUS:
+        return "no stream takes this subject (no responders)"
+    if b'"error"' not in msg.data:
+        return ""
+    try:
+        error = json.loads(msg.data).get("error") or {}
+    except ValueError:
+        return f"unreadable PubAck {msg.data[:200]!r}"
+    return f"JetStream error {error.get('code', '?')}: {error.get('description', error)}"
+
+
+def _report_error(event: Event, exc: BaseException) -> ReportError:
+    return ReportError(
+        f"JetStream did not store {type(event).__name__} {event.id}: {type(exc).__name__}: {exc}",
+        hint="is the MODELOPS_EVENTS stream there and NATS reachable?",
+    )

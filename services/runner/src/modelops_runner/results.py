@@ -8,28 +8,35 @@ alone, so any job, and any redelivery, reuses them.
 When two runners finish the same task (a redelivery while the first was still working, or
 two jobs sharing a task) both write identical outputs and only one record wins; the loser
 reports the winner's record, so everybody publishes the same TaskCompleted.
+
+The batch forms (`find_results`, `save_results`) serve many tasks with one store call per
+step: all outputs in one stage, then all records in the next (BlobStore.put_batch), so the
+file:// store syncs the disk twice per batch instead of twice per file.
 """
 
 from __future__ import annotations
 
-import asyncio
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import msgspec
 import structlog
 
 from modelops_contracts import TaskMetrics
 from modelops_contracts.jobs import blob_keys
-from modelops_runtime.blobstore import BlobNotFound, BlobStore
+from modelops_runtime.blobstore import BlobNotFound, BlobPut, BlobStore, BlobStoreError
 
 __all__ = [
     "PARQUET_CONTENT_TYPE",
     "BadOutputName",
     "ResultRecord",
+    "Saved",
     "check_output_names",
     "find_result",
+    "find_results",
     "save_result",
+    "save_results",
 ]
 
 log = structlog.get_logger(__name__)
@@ -75,12 +82,9 @@ def check_output_names(names: list[str]) -> None:
         )
 
 
-async def find_result(store: BlobStore, task_id: str) -> ResultRecord | None:
-    """The stored record of `task_id`, or None when it has none (or an unreadable one)."""
-    key = blob_keys.result_done(task_id)
-    try:
-        data = await store.get_bytes(key)
-    except BlobNotFound:
+def _read_record(key: str, task_id: str, data: bytes | None) -> ResultRecord | None:
+    """The record in `data`, or None when there is none (or an unreadable one). Pure."""
+    if data is None:
         return None
     try:
         record = _decoder.decode(data)
@@ -93,6 +97,112 @@ async def find_result(store: BlobStore, task_id: str) -> ResultRecord | None:
     return record
 
 
+async def find_result(store: BlobStore, task_id: str) -> ResultRecord | None:
+    """The stored record of `task_id`, or None when it has none (or an unreadable one)."""
+    key = blob_keys.result_done(task_id)
+    try:
+        data = await store.get_bytes(key)
+    except BlobNotFound:
+        return None
+    return _read_record(key, task_id, data)
+
+
+async def find_results(store: BlobStore, task_ids: Sequence[str]) -> list[ResultRecord | None]:
+    """find_result for many tasks in one store call (get_batch); store errors propagate."""
+    keys = [blob_keys.result_done(task_id) for task_id in task_ids]
+    found = await store.get_batch(keys)
+    return [_read_record(*args) for args in zip(keys, task_ids, found, strict=True)]
+
+
+@dataclass(frozen=True)
+class Saved:
+    """What save_results stored for one task: the record now stored, and whether it is ours."""
+
+    record: ResultRecord
+    wrote: bool
+
+
+@dataclass(frozen=True)
+class _Plan:
+    record: ResultRecord  # with its outputs' URIs
+    outputs: list[BlobPut]
+    done: BlobPut
+
+
+def _plan(store: BlobStore, record: ResultRecord, outputs: Mapping[str, bytes]) -> _Plan:
+    """The puts that store one task's result, and its record naming them; no I/O."""
+    check_output_names(list(outputs))
+    keys = {name: blob_keys.result_output(record.task_id, name) for name in outputs}
+    record = msgspec.structs.replace(
+        record, outputs={name: store.uri_for(key) for name, key in keys.items()}
+    )
+    return _Plan(
+        record=record,
+        outputs=[
+            BlobPut(keys[name], data, content_type=PARQUET_CONTENT_TYPE)
+            for name, data in outputs.items()
+        ],
+        done=BlobPut(
+            blob_keys.result_done(record.task_id),
+            _encoder.encode(record),
+            content_type="application/json",
+            if_absent=True,
+        ),
+    )
+
+
+async def _settle(store: BlobStore, plan: _Plan, wrote: bool) -> Saved:
+    """The loser of a put_if_absent race reports the winner's record."""
+    if wrote:
+        return Saved(plan.record, True)
+    existing = await find_result(store, plan.record.task_id)
+    if existing is not None:
+        return Saved(existing, False)
+    # a record that cannot be read must not hide a good result forever: replace it
+    await store.put_bytes(plan.done.key, plan.done.data, content_type=plan.done.content_type)
+    return Saved(plan.record, True)
+
+
+async def _save_plans(store: BlobStore, plans: list[_Plan]) -> list[Saved | BlobStoreError]:
+    try:
+        _, wrote = await store.put_batch(
+            [put for plan in plans for put in plan.outputs], [plan.done for plan in plans]
+        )
+    except BlobStoreError as exc:
+        if len(plans) == 1:
+            return [exc]
+        # one task's trouble (a key conflict, say) must not fail its batch-mates: retry alone
+        log.warning("result.batch_failed", tasks=len(plans), error=str(exc), action="one by one")
+        return [answer for plan in plans for answer in await _save_plans(store, [plan])]
+    answers: list[Saved | BlobStoreError] = []
+    for plan, done in zip(plans, wrote, strict=True):
+        try:
+            answers.append(await _settle(store, plan, done))
+        except BlobStoreError as exc:
+            answers.append(exc)
+    return answers
+
+
+async def save_results(
+    store: BlobStore, results: Sequence[tuple[ResultRecord, Mapping[str, bytes]]]
+) -> list[Saved | BadOutputName | BlobStoreError]:
+    """Store many tasks' outputs, then their records (each unless one is already there).
+
+    Answers per task, in order: what is stored now, or the error for that task alone
+    (BadOutputName when an output cannot be stored by name, BlobStoreError when the store
+    failed it; the caller retries those tasks).
+    """
+    planned: list[_Plan | BadOutputName] = []
+    for record, outputs in results:
+        try:
+            planned.append(_plan(store, record, outputs))
+        except BadOutputName as exc:
+            planned.append(exc)
+    plans = [p for p in planned if isinstance(p, _Plan)]
+    saved = iter(await _save_plans(store, plans) if plans else [])
+    return [next(saved) if isinstance(p, _Plan) else p for p in planned]
+
+
 async def save_result(
     store: BlobStore, record: ResultRecord, outputs: Mapping[str, bytes]
 ) -> tuple[ResultRecord, bool]:
@@ -101,23 +211,7 @@ async def save_result(
     Returns (the record now stored, whether this call wrote it). Blob store errors propagate
     (the caller retries the task); BadOutputName when an output cannot be stored by name.
     """
-    check_output_names(list(outputs))
-    task_id = record.task_id
-    keys = {name: blob_keys.result_output(task_id, name) for name in outputs}
-    uris = await asyncio.gather(
-        *(
-            store.put_bytes(keys[name], data, content_type=PARQUET_CONTENT_TYPE)
-            for name, data in outputs.items()
-        )
-    )
-    record = msgspec.structs.replace(record, outputs=dict(zip(keys, uris, strict=True)))
-    done_key = blob_keys.result_done(task_id)
-    payload = _encoder.encode(record)
-    if await store.put_if_absent(done_key, payload, content_type="application/json"):
-        return record, True
-    existing = await find_result(store, task_id)
-    if existing is not None:
-        return existing, False
-    # a record that cannot be read must not hide a good result forever: replace it
-    await store.put_bytes(done_key, payload, content_type="application/json")
-    return record, True
+    (answer,) = await save_results(store, [(record, outputs)])
+    if isinstance(answer, Exception):
+        raise answer
+    return answer.record, answer.wrote

@@ -17,6 +17,8 @@ the entry point turns into exit status 2 (a restart cannot fix it).
     MODELOPS_MEMORY_LIMIT    address-space limit per worker: bytes or 512Mi / 2Gi (optional)
     MODELOPS_RUNNER_FETCH_TIMEOUT_S   how long one fetch waits for tasks (default 1)
     MODELOPS_RUNNER_SHUTDOWN_GRACE_S  on SIGTERM, how long running tasks may finish (default 20)
+    MODELOPS_RUNNER_STORE_WINDOW_S    how long a finished task waits for others to store its
+                                      result with (default 0.1; 0: store at once)
 """
 
 from __future__ import annotations
@@ -99,7 +101,7 @@ def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 0) -
     return value
 
 
-def _float(env: Mapping[str, str], name: str, default: float) -> float:
+def _float(env: Mapping[str, str], name: str, default: float, *, zero_ok: bool = False) -> float:
     raw = env.get(name, "").strip()
     if not raw:
         return default
@@ -107,8 +109,9 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
         value = float(raw)
     except ValueError:
         raise ConfigError(f"{name}={raw!r} is not a number") from None
-    if not math.isfinite(value) or value <= 0:
-        raise ConfigError(f"{name}={raw!r} must be a positive number of seconds")
+    if not math.isfinite(value) or value < 0 or (value == 0 and not zero_ok):
+        kind = "a non-negative" if zero_ok else "a positive"
+        raise ConfigError(f"{name}={raw!r} must be {kind} number of seconds")
     return value
 
 
@@ -147,6 +150,7 @@ class RunnerSettings:
     memory_limit_bytes: int | None = None
     fetch_timeout_s: float = 1.0
     shutdown_grace_s: float = 20.0
+    store_window_s: float = 0.1
     s3: S3Settings = field(default_factory=S3Settings)
 
     @classmethod
@@ -185,6 +189,7 @@ class RunnerSettings:
             or None,  # 0 means no limit
             fetch_timeout_s=_float(env, "MODELOPS_RUNNER_FETCH_TIMEOUT_S", 1.0),
             shutdown_grace_s=_float(env, "MODELOPS_RUNNER_SHUTDOWN_GRACE_S", 20.0),
+            store_window_s=_float(env, "MODELOPS_RUNNER_STORE_WINDOW_S", 0.1, zero_ok=True),
             s3=S3Settings.from_env(env),
         )
 

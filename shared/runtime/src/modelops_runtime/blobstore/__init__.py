@@ -9,7 +9,7 @@ Typical use (inside a coroutine)::
 
 from __future__ import annotations
 
-from modelops_runtime.blobstore.base import BlobStore
+from modelops_runtime.blobstore.base import BlobPut, BlobStore
 from modelops_runtime.blobstore.errors import (
     BlobAccessDenied,
     BlobConflict,
@@ -37,6 +37,7 @@ __all__ = [
     "BlobConflict",
     "BlobLocation",
     "BlobNotFound",
+    "BlobPut",
     "BlobStore",
     "BlobStoreError",
     "BlobStoreUnavailable",

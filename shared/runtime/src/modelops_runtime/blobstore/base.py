@@ -6,12 +6,23 @@ S3 (AWS, MinIO, SeaweedFS) and on a local folder (the embedded stack).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Protocol, Self, runtime_checkable
 
-__all__ = ["BlobStore", "ClosingStore"]
+__all__ = ["BlobPut", "BlobStore", "ClosingStore"]
+
+
+@dataclass(frozen=True, slots=True)
+class BlobPut:
+    """One object of a `put_batch` stage: `if_absent` writes it only where nothing is yet."""
+
+    key: str
+    data: bytes
+    content_type: str | None = None
+    if_absent: bool = False
 
 
 @runtime_checkable
@@ -45,8 +56,25 @@ class BlobStore(Protocol):
         """Write `data` only if `key` holds nothing yet; True if this call wrote it."""
         ...
 
+    async def put_batch(self, *stages: Sequence[BlobPut]) -> list[list[bool]]:
+        """Write many objects in few round trips; stage by stage, in order.
+
+        Every object of a stage is stored (durably, on file://) before any object of the
+        next stage is written, so a later stage may point at an earlier one (outputs, then
+        the record naming them). Within a stage there is no order. The result holds, per
+        stage and put, whether it was written (False: an `if_absent` put found an object).
+        An error stops the batch: earlier objects may be stored, none is half-written.
+        Cheaper per object than put_bytes: file:// syncs the disk once per stage, not twice
+        per file; S3 sends a stage's puts concurrently.
+        """
+        ...
+
     async def get_bytes(self, key_or_uri: str) -> bytes:
         """The object's bytes; BlobNotFound if there is none."""
+        ...
+
+    async def get_batch(self, keys_or_uris: Sequence[str]) -> list[bytes | None]:
+        """Many objects' bytes in few round trips; None for each one that does not exist."""
         ...
 
     async def get_file(self, key_or_uri: str, dest: Path) -> None:

@@ -1,7 +1,9 @@
 """The file:// backend: one folder, one file per key, for the embedded stack and tests.
 
-Writes go through `_atomic` (temporary file + fsync + rename), so readers never see a torn
-object and a crash leaves no partial one. Every blocking call runs in asyncio.to_thread.
+Writes go through `_atomic` (temporary file + rename), so readers never see a torn object
+and a crash leaves no partial one. A single put fsyncs its file and folder; `put_batch`
+writes a whole stage, then syncs the disk once. Every blocking call runs in
+asyncio.to_thread, one hop per call (one per batch, too).
 Limits callers should know: key "a" and key "a/b" cannot both exist (a path is a file or a
 folder: BlobConflict), `content_type` is not stored, and deleting leaves empty folders
 behind (removing them would race with a concurrent put into the same folder).
@@ -14,12 +16,12 @@ import builtins
 import contextlib
 import errno
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
-from modelops_runtime.blobstore._atomic import copy_file_atomic, write_bytes_atomic
-from modelops_runtime.blobstore.base import ClosingStore
+from modelops_runtime.blobstore._atomic import copy_file_atomic, sync_writes, write_bytes_atomic
+from modelops_runtime.blobstore.base import BlobPut, ClosingStore
 from modelops_runtime.blobstore.errors import BlobConflict, BlobNotFound, BlobStoreError
 from modelops_runtime.blobstore.keys import (
     TMP_PREFIX,
@@ -33,6 +35,8 @@ __all__ = ["FileBlobStore"]
 
 _NO_LINKS = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS}
 
+_Planned = tuple[str, str, bytes, bool]  # path, URI, data, if_absent
+
 
 class FileBlobStore(ClosingStore):
     """A blob store in a local folder, addressed as file:///abs/dir."""
@@ -42,6 +46,7 @@ class FileBlobStore(ClosingStore):
             raise ValueError(f"FileBlobStore needs a file:// location, got {location.uri}")
         self.uri = location.uri
         self.root = Path(location.root)
+        self._root = os.fspath(self.root)
 
     def __repr__(self) -> str:
         return f"FileBlobStore({self.uri!r})"
@@ -49,9 +54,10 @@ class FileBlobStore(ClosingStore):
     def uri_for(self, key: str) -> str:
         return join_uri(self.uri, key)
 
-    def _path(self, key_or_uri: str) -> tuple[Path, str]:
+    def _path(self, key_or_uri: str) -> tuple[str, str]:
+        """(file path, URI) of a key or URI of this store; the key is checked once."""
         key = key_of(self.uri, key_or_uri)
-        return self.root / key, self.uri_for(key)
+        return f"{self._root}/{key}", f"{self.uri}/{key}"
 
     async def put_bytes(self, key: str, data: bytes, *, content_type: str | None = None) -> str:
         path, uri = self._path(key)
@@ -66,11 +72,24 @@ class FileBlobStore(ClosingStore):
         path, uri = self._path(key)
         return await asyncio.to_thread(self._write_bytes, path, uri, bytes(data), True)
 
+    async def put_batch(self, *stages: Sequence[BlobPut]) -> builtins.list[builtins.list[bool]]:
+        # every key is checked before anything is written: a bad key fails the batch untouched
+        plan = [[(*self._path(p.key), bytes(p.data), p.if_absent) for p in s] for s in stages]
+        if not any(plan):
+            return [[] for _ in plan]
+        return await asyncio.to_thread(self._put_stages, plan)
+
+    async def get_batch(self, keys_or_uris: Sequence[str]) -> builtins.list[bytes | None]:
+        paths = [self._path(k) for k in keys_or_uris]
+        if not paths:
+            return []
+        return await asyncio.to_thread(self._read_many, paths)
+
     async def put_file(self, key: str, path: Path) -> str:
         dest, uri = self._path(key)
         source = await asyncio.to_thread(open, path, "rb")  # a missing source: FileNotFoundError
         try:
-            await asyncio.to_thread(self._copy_in, source, dest, uri)
+            await asyncio.to_thread(self._copy_in, source, Path(dest), uri)
         finally:
             source.close()
         return uri
@@ -90,7 +109,7 @@ class FileBlobStore(ClosingStore):
 
     async def exists(self, key_or_uri: str) -> bool:
         path, _ = self._path(key_or_uri)
-        return await asyncio.to_thread(path.is_file)
+        return await asyncio.to_thread(os.path.isfile, path)
 
     async def list(self, prefix: str = "") -> AsyncIterator[str]:
         keys = await asyncio.to_thread(self._scan, validate_prefix(prefix))
@@ -106,24 +125,49 @@ class FileBlobStore(ClosingStore):
 
     # -- blocking helpers, run in a thread ------------------------------------------------
 
-    def _write_bytes(self, path: Path, uri: str, data: bytes, exclusive: bool) -> bool:
+    def _write_bytes(
+        self, path: str, uri: str, data: bytes, exclusive: bool, durable: bool = True
+    ) -> bool:
         with _write_errors(uri, self.root, exclusive=exclusive):
-            written = write_bytes_atomic(path, data, exclusive=exclusive)
-            if not written and path.is_dir():
-                raise IsADirectoryError(errno.EISDIR, "is a folder of other keys", str(path))
+            written = write_bytes_atomic(path, data, exclusive=exclusive, durable=durable)
+            if not written and os.path.isdir(path):
+                raise IsADirectoryError(errno.EISDIR, "is a folder of other keys", path)
             return written
+
+    def _put_stages(
+        self, plan: builtins.list[builtins.list[_Planned]]
+    ) -> builtins.list[builtins.list[bool]]:
+        results: builtins.list[builtins.list[bool]] = []
+        for stage in plan:
+            written = [
+                self._write_bytes(path, uri, data, exclusive, durable=False)
+                for path, uri, data, exclusive in stage
+            ]
+            if stage:
+                # an object another writer linked but did not sync yet is synced here too
+                with _write_errors(self.uri, self.root, exclusive=False):
+                    sync_writes(self._root, [path for path, *_ in stage])
+            results.append(written)
+        return results
+
+    def _read_many(self, paths: builtins.list[tuple[str, str]]) -> builtins.list[bytes | None]:
+        found: builtins.list[bytes | None] = []
+        for path, uri in paths:
+            try:
+                found.append(self._read_bytes(path, uri))
+            except BlobNotFound:
+                found.append(None)
+        return found
 
     def _copy_in(self, source: BinaryIO, dest: Path, uri: str) -> None:
         with _write_errors(uri, self.root, exclusive=False):
             copy_file_atomic(source, dest)
 
-    def _open_blob(self, path: Path, uri: str) -> BinaryIO:
+    def _open_blob(self, path: str, uri: str) -> BinaryIO:
         with _read_errors(uri):
-            if path.is_dir():
-                raise IsADirectoryError(errno.EISDIR, "is a folder", str(path))
-            return open(path, "rb")  # the caller closes it
+            return open(path, "rb")  # the caller closes it; a folder: IsADirectoryError
 
-    def _read_bytes(self, path: Path, uri: str) -> bytes:
+    def _read_bytes(self, path: str, uri: str) -> bytes:
         with self._open_blob(path, uri) as source, _read_errors(uri):
             return source.read()
 
@@ -144,9 +188,9 @@ class FileBlobStore(ClosingStore):
         keys.sort()  # code-point order equals the UTF-8 byte order S3 lists in
         return keys
 
-    def _unlink(self, path: Path, uri: str) -> None:
+    def _unlink(self, path: str, uri: str) -> None:
         try:
-            path.unlink()
+            os.unlink(path)
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
             return  # nothing stored at that key: deleting is idempotent, as on S3
         except OSError as exc:

@@ -10,10 +10,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Iterator, Sequence
 from contextlib import AsyncExitStack
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aioboto3
 import aiohttp
@@ -30,7 +30,7 @@ from botocore.exceptions import (
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from modelops_runtime.blobstore._atomic import CHUNK, AtomicWriter
-from modelops_runtime.blobstore.base import ClosingStore
+from modelops_runtime.blobstore.base import BlobPut, ClosingStore
 from modelops_runtime.blobstore.errors import (
     BlobAccessDenied,
     BlobNotFound,
@@ -44,6 +44,8 @@ from modelops_runtime.blobstore.settings import S3Settings
 __all__ = ["S3BlobStore"]
 
 log = structlog.get_logger(__name__)
+
+T = TypeVar("T")
 
 _MISSING = {"NoSuchKey", "404", "NotFound"}
 _DENIED = {"AccessDenied", "403", "Forbidden", "InvalidAccessKeyId", "SignatureDoesNotMatch"}
@@ -165,6 +167,44 @@ class S3BlobStore(ClosingStore):
             f"put_if_absent of {uri} kept colliding with concurrent writers",
             hint="retry the operation",
         )
+
+    async def put_batch(self, *stages: Sequence[BlobPut]) -> list[list[bool]]:
+        for stage in stages:  # every key is checked before anything is written
+            for put in stage:
+                self._locate(put.key)
+        return [await self._all([self._put_one(put) for put in stage]) for stage in stages]
+
+    async def _put_one(self, put: BlobPut) -> bool:
+        if put.if_absent:
+            return await self.put_if_absent(put.key, put.data, content_type=put.content_type)
+        await self.put_bytes(put.key, put.data, content_type=put.content_type)
+        return True
+
+    async def get_batch(self, keys_or_uris: Sequence[str]) -> list[bytes | None]:
+        for key in keys_or_uris:
+            self._locate(key)
+        return await self._all([self._get_or_none(key) for key in keys_or_uris])
+
+    async def _get_or_none(self, key_or_uri: str) -> bytes | None:
+        try:
+            return await self.get_bytes(key_or_uri)
+        except BlobNotFound:
+            return None
+
+    async def _all(self, calls: list[Awaitable[T]]) -> list[T]:
+        """Await `calls` concurrently, as many at once as the connection pool holds; once all
+        have finished (none is left running), raise the first error if any failed."""
+        room = asyncio.Semaphore(self.settings.max_pool_connections)
+
+        async def bounded(call: Awaitable[T]) -> T:
+            async with room:
+                return await call
+
+        results = await asyncio.gather(*(bounded(c) for c in calls), return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+        return results  # type: ignore[return-value]  # no exceptions left in it
 
     async def put_file(self, key: str, path: Path) -> str:
         name, uri = self._locate(key)
