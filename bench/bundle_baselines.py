@@ -82,11 +82,17 @@ def raw_upload(session: requests.Session, base_url: str, repository: str, path: 
 
 
 def raw_download(
-    session: requests.Session, base_url: str, repository: str, digest: str, dest: Path | None
+    session: requests.Session,
+    base_url: str,
+    repository: str,
+    digest: str,
+    dest: Path | None,
+    *,
+    fsync: bool = True,
 ) -> int:
     """Stream blob `digest`, hashing as it comes; returns its size.
 
-    With `dest`, also write it there and fsync, as a pull that must survive a crash does.
+    With `dest`, also write it there (like `curl -o`), and with `fsync` make it durable.
     """
     h = hashlib.sha256()
     size = 0
@@ -102,7 +108,8 @@ def raw_download(
                 out.write(chunk)
         if out is not None:
             out.flush()
-            os.fsync(out.fileno())
+            if fsync:
+                os.fsync(out.fileno())
     if f"sha256:{h.hexdigest()}" != digest:
         raise BaselineError(f"blob {digest} downloaded with another digest")
     return size

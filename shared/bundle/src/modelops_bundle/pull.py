@@ -16,7 +16,7 @@ import structlog
 from modelops_contracts import BundleRef, parse_bundle_ref
 
 from .errors import BundleError, IntegrityError
-from .materialize import bundle_lock, complete_tree, materialize, staging
+from .materialize import bundle_lock, complete_tree, materialize, staging, unsynced_boot_id
 from .oci import (
     BundleIndex,
     BundleManifest,
@@ -144,6 +144,8 @@ def pull_bundle(
                 paths.setdefault(f.digest, []).append(f.path)
                 sizes[f.digest] = f.size
 
+            durable = unsynced_boot_id() is None  # see materialize: the marker covers it
+
             def fetch(blob: str) -> int:
                 with contextlib.closing(store.open_blob(repository, blob)) as chunks:
                     return write_verified(
@@ -152,6 +154,7 @@ def pull_bundle(
                         digest=blob,
                         size=sizes[blob],
                         name=f"bundle file {', '.join(paths[blob][:3])} (blob {blob})",
+                        durable=durable,
                     )
 
             received = sum(run_concurrently(fetch, sorted(paths), concurrency))

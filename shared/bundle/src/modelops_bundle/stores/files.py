@@ -1,7 +1,9 @@
 """Crash-safe file primitives shared by the layout store and the pull cache.
 
-Content reaches its final name only by `os.replace` of a fully written, fsynced and verified
-temporary file in the same folder, so a reader never sees a partial or unverified blob.
+Content reaches its final name only by `os.replace` of a fully written and verified temporary
+file in the same folder, so a reader never sees a partial or unverified blob. By default the
+file is fsynced first; the pull cache opts out (`durable=False`) because it guards against
+power loss differently (see modelops_bundle.materialize).
 """
 
 from __future__ import annotations
@@ -36,12 +38,13 @@ def write_verified(
     size: int | None,
     name: str,
     mode: int = 0o644,
+    durable: bool = True,
 ) -> int:
     """Stream `chunks` into `dest` (via a temp file beside it), refusing a digest/size mismatch.
 
     The sha256 is computed while writing; on a mismatch the temp file is removed and
     IntegrityError names `name` (a path or blob), so nothing unverified ever lands at `dest`.
-    Returns the number of bytes written.
+    `durable` fsyncs the data before the rename. Returns the number of bytes written.
     """
     fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=".part-")
     try:
@@ -59,7 +62,8 @@ def write_verified(
                     )
                 out.write(chunk)
             out.flush()
-            os.fsync(out.fileno())
+            if durable:
+                os.fsync(out.fileno())
         actual = "sha256:" + h.hexdigest()
         if actual != digest or (size is not None and written != size):
             raise IntegrityError(
@@ -75,15 +79,16 @@ def write_verified(
     return written
 
 
-def atomic_write_bytes(dest: Path, data: bytes, *, mode: int = 0o644) -> None:
-    """Write `data` to `dest` atomically (temp file + fsync + rename)."""
+def atomic_write_bytes(dest: Path, data: bytes, *, mode: int = 0o644, durable: bool = True) -> None:
+    """Write `data` to `dest` atomically (temp file + fsync unless not `durable` + rename)."""
     fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=".part-")
     try:
         os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as out:
             out.write(data)
             out.flush()
-            os.fsync(out.fileno())
+            if durable:
+                os.fsync(out.fileno())
         os.replace(tmp, dest)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
