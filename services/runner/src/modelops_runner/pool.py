@@ -32,7 +32,7 @@ from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psutil
 import structlog
@@ -45,7 +45,9 @@ from .protocol import (
     ProtocolError,
     encode_frame,
 )
-from .tables import Compression
+
+if TYPE_CHECKING:  # tables imports pyarrow, which the runner's own process never needs
+    from .tables import Compression
 
 __all__ = [
     "TaskFailure",
