@@ -238,6 +238,10 @@ class MemoryStore:
         self.journal.append(("put", key))
         return True
 
+    async def exists(self, key_or_uri: str) -> bool:
+        self.journal.append(("exists", self._key(key_or_uri)))
+        return self._key(key_or_uri) in self.blobs
+
     async def get_batch(self, keys_or_uris: Sequence[str]) -> list[bytes | None]:
         self.journal.append(("get_batch", len(keys_or_uris)))
         return [self.blobs.get(self._key(k)) for k in keys_or_uris]

@@ -169,6 +169,8 @@ async def _run_job(
             fetch_timeout_s=settings.fetch_timeout_s,
             shutdown_grace_s=settings.shutdown_grace_s,
             store_window_s=settings.store_window_s,
+            enqueued_marker=spec.enqueued_marker,
+            enqueue_wait_s=settings.enqueue_wait_s,
             max_held=_held_limit(limits.max_ack_pending, pool.n_workers),
         )
         publisher = JetStreamPublisher(nc)

@@ -21,6 +21,7 @@ __all__ = [
     "BundleRefused",
     "ConfigError",
     "ConsumerGone",
+    "EnqueueStalled",
     "InfrastructureError",
     "ReportError",
     "RunnerError",
@@ -66,6 +67,16 @@ class InfrastructureError(RunnerError):
 
 class ReportError(InfrastructureError):
     """JetStream did not acknowledge a published event (timeout, no stream, disconnected)."""
+
+
+class EnqueueStalled(RunnerError):
+    """The queue stayed empty but the submitter never said every task was queued.
+
+    Not an InfrastructureError (the fetch loop retries those): the runner gives up and exits 1,
+    so Kubernetes retries the pod, and the submitter relaunches local runners when it is done.
+    """
+
+    exit_status = EXIT_INFRASTRUCTURE
 
 
 class ConsumerGone(RunnerError):

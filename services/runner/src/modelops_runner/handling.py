@@ -85,6 +85,8 @@ class LoopConfig:
     max_held: int = 0  # 0: 8 per worker + 32
     look_ahead_s: float = 0.25  # with tasks shorter than this, hold about this much work ahead
     store_window_s: float = 0.1  # a finished task waits this long for others to store with
+    enqueued_marker: str = ""  # JobSpec.enqueued_marker: leave an empty queue only once it exists
+    enqueue_wait_s: float = 300.0  # ...or after the queue stayed empty this long without it
 
     @property
     def held_limit(self) -> int:

@@ -6,10 +6,11 @@ tasks come in batches); every fetched message gets its own coroutine (handling.p
 storing results and waiting for PubAcks overlap across tasks. A heartbeat loop sends
 `in_progress` for messages held longer than a third of ack_wait.
 
-The loop ends when a fetch comes back empty, nothing is held here, and the consumer has
-nothing pending or awaiting ack (`drained`: survivors wait for a crashed runner's tasks to
-be redelivered); when the consumer is deleted (`cancelled`: running tasks are stopped); or
-after `stop()` (SIGTERM: queued messages are nak'ed at once, running tasks get
+The loop ends when a fetch comes back empty, nothing is held here, the consumer has nothing
+pending or awaiting ack (survivors wait for a crashed runner's tasks to be redelivered), and
+the submitter has said every task is queued (`drained`; runners start while it still
+enqueues, see JobSpec.enqueued_marker); when the consumer is deleted (`cancelled`: running
+tasks are stopped); or after `stop()` (SIGTERM: queued messages are nak'ed at once, running tasks get
 `shutdown_grace_s` to finish, then they are interrupted and nak'ed).
 """
 
@@ -23,9 +24,9 @@ from typing import Literal
 
 import structlog
 
-from modelops_runtime.blobstore import BlobStore
+from modelops_runtime.blobstore import BlobStore, BlobStoreError
 
-from .errors import ConsumerGone, InfrastructureError
+from .errors import ConsumerGone, EnqueueStalled, InfrastructureError
 from .handling import (
     CORRELATION_HEADER,
     HeldMessage,
@@ -74,6 +75,9 @@ class Runner:
             on_stage=self._set_stage,
             clock=clock,
         )
+        self._store = store
+        self._enqueued = not cfg.enqueued_marker  # no marker to wait for: everything is queued
+        self._empty_since: float | None = None
         self._held: dict[int, HeldMessage] = {}
         self._occupying = 0
         self._room = asyncio.Event()
@@ -131,7 +135,7 @@ class Runner:
                 msgs = await self._queue.fetch(want, self.cfg.fetch_timeout_s)
                 if not msgs:
                     state = await self._queue.state()
-                    if not self._held and state.drained:
+                    if not self._held and state.drained and await self._all_queued():
                         return "drained"
             except InfrastructureError as exc:
                 now = self._clock()
@@ -147,6 +151,30 @@ class Runner:
             for msg in msgs:
                 self._start(msg)
         return "stopped"
+
+    async def _all_queued(self) -> bool:
+        """Whether the submitter has queued every task (its marker exists), so that an empty
+        queue means done. EnqueueStalled after `enqueue_wait_s` of empty queue without it."""
+        if self._enqueued:
+            return True
+        try:
+            self._enqueued = await self._store.exists(self.cfg.enqueued_marker)
+        except BlobStoreError as exc:
+            log.warning("runner.enqueue_marker_unreadable", error=str(exc))
+        if self._enqueued:
+            log.debug("runner.all_tasks_queued")
+            return True
+        now = self._clock()
+        if self._empty_since is None:
+            self._empty_since = now
+            log.info("runner.waiting_for_enqueue", marker=self.cfg.enqueued_marker)
+        elif now - self._empty_since > self.cfg.enqueue_wait_s:
+            raise EnqueueStalled(
+                f"the queue stayed empty for {self.cfg.enqueue_wait_s:g} s and the submitter "
+                f"has not marked the job fully queued ({self.cfg.enqueued_marker})",
+                hint="check the submitter's log; it relaunches runners when it finishes",
+            )
+        return False
 
     async def _wait_for_room(self) -> None:
         """Wait for a free worker; meanwhile check now and then that the job still exists."""

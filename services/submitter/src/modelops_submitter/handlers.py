@@ -11,6 +11,7 @@ answered with the same JobSubmitted again.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -47,7 +48,7 @@ from .binding import (
 )
 from .cache import find_done
 from .errors import CommandInvalid, LaunchError
-from .job_files import upload_job_files
+from .job_files import mark_enqueued, upload_job_files
 from .launchers.base import Launcher, LaunchRequest, runner_env
 from .memory import LARGE_JOB, release_memory
 from .ports import BundleIndexes, Clock, EventBus, JobRecords, RecordChange, TaskQueue
@@ -273,6 +274,8 @@ async def _enqueue_job(
             raise
         await deps.tracking.forget(job_id)
         await deps.jobs.update(job_id, _failed(str(exc), iso_time(deps.clock())))
+        with contextlib.suppress(LaunchError):  # runners launched before the failure: stop them
+            await launcher.stop(job_id)
         raise
 
 
@@ -300,6 +303,7 @@ async def _run(
         consumer=consumer_name(job_id),
         options=cmd.options,
         job_uri=deps.blobs.uri_for(blob_keys.job_tasks(job_id)),
+        enqueued_marker=deps.blobs.uri_for(blob_keys.job_enqueued(job_id)),
     )
     spec_uri = await upload_job_files(deps.blobs, job, spec, cached)
     to_run = [t for t in job.tasks() if t.task_id not in cached]
@@ -315,19 +319,26 @@ async def _run(
             max_deliver=cmd.options.max_retries + 1,
             max_ack_pending=max_ack_pending(cmd.options),
         )
+        request = LaunchRequest(
+            job_id=job_id,
+            runners=runners,
+            options=cmd.options,
+            env=runner_env(settings, job_id=job_id, options=cmd.options, kind=launcher.name),  # type: ignore[arg-type]
+        )
+        # Launch first: a runner's start-up (interpreter, bundle, worker pool: ~1 s) overlaps
+        # the enqueue, and it takes tasks as they arrive. It leaves an empty queue only once
+        # the marker below exists, so a slow enqueue never strands tasks.
+        await launcher.launch(request)
         t0 = time.perf_counter()
         enqueued = await deps.queue.enqueue(
             job_id, ((f"{job_id}:{t.task_id}", encode(t)) for t in to_run)
         )
         enqueue_s = time.perf_counter() - t0
-        await launcher.launch(
-            LaunchRequest(
-                job_id=job_id,
-                runners=runners,
-                options=cmd.options,
-                env=runner_env(settings, job_id=job_id, options=cmd.options, kind=launcher.name),  # type: ignore[arg-type]
-            )
-        )
+        await mark_enqueued(deps.blobs, job_id, enqueued)
+        if not await launcher.has_runners(job_id) and await deps.queue.queued(job_id):
+            # every runner gave up waiting for the marker (an enqueue stalled for minutes)
+            log.warning("job.runners_relaunched", job_id=job_id, reason="none left after enqueue")
+            await launcher.launch(request)
     return _Enqueued(
         record=record,
         spec_uri=spec_uri,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 from collections.abc import Iterable, Mapping
 
 import pyarrow as pa
@@ -23,6 +24,7 @@ from .task_table import CACHED_COLUMN, index_batches, index_schema, param_column
 __all__ = [
     "TrackingState",
     "encode_task_index",
+    "mark_enqueued",
     "read_tracking_state",
     "task_index_key",
     "upload_job_files",
@@ -61,6 +63,12 @@ async def upload_job_files(
         task_index_key(job.job_id), index, content_type="application/vnd.apache.parquet"
     )
     return await store.put_bytes(blob_keys.job_spec(job.job_id), encode(spec), content_type=JSON)
+
+
+async def mark_enqueued(store: BlobStore, job_id: str, enqueued: int) -> str:
+    """Tell the job's runners every task is queued: from now on an empty queue means done."""
+    body = json.dumps({"job_id": job_id, "enqueued": enqueued}).encode()
+    return await store.put_bytes(blob_keys.job_enqueued(job_id), body, content_type=JSON)
 
 
 class TrackingState:

@@ -31,6 +31,11 @@ class JobSpec(msgspec.Struct, frozen=True, kw_only=True):
     consumer: str
     options: LaunchOptions = LaunchOptions()
     job_uri: str = ""  # the full SimJob, for traceability
+    # Runners are launched while the submitter still queues tasks (their start-up overlaps the
+    # enqueue), so an empty queue does not yet mean "done": the submitter writes this blob once
+    # every task message is queued, and a runner leaves an empty queue only after seeing it.
+    # Empty: every task was queued before the runners started.
+    enqueued_marker: str = ""
 
 
 class JobRecord(msgspec.Struct, frozen=True, kw_only=True):
@@ -69,6 +74,11 @@ class blob_keys:  # noqa: N801 - a namespace of key builders, read as blob_keys.
     @staticmethod
     def job_tasks(job_id: str) -> str:
         return f"jobs/{job_id}/job.json"
+
+    @staticmethod
+    def job_enqueued(job_id: str) -> str:
+        """Written once every task message of the job is queued (see JobSpec.enqueued_marker)."""
+        return f"jobs/{job_id}/enqueued.json"
 
     @staticmethod
     def results_table(job_id: str, output: str) -> str:

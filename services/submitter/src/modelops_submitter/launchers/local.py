@@ -94,7 +94,7 @@ class LocalLauncher:
 
     async def launch(self, request: LaunchRequest) -> None:
         job_id = request.job_id
-        if job_id in self._procs or self._recorded(job_id):
+        if await self.has_runners(job_id):
             log.info("launcher.local.already_running", job_id=job_id)
             return
         folder = self.folder(job_id)

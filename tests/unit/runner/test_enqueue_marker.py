@@ -1,0 +1,57 @@
+"""Runners start while the submitter still queues tasks: an empty queue means "done" only once
+the submitter's enqueued marker exists (JobSpec.enqueued_marker)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from modelops_contracts import blob_keys
+from modelops_contracts.messages import TaskCompleted
+from modelops_runner.errors import EnqueueStalled
+
+from tests.unit.runner.test_loop import JOB, make_world, sim_task, until
+
+MARKER = blob_keys.job_enqueued(JOB)
+
+
+async def test_an_empty_queue_is_waited_on_until_the_marker_exists() -> None:
+    w = make_world()
+    w.queue.put_task(sim_task(1))
+    run = asyncio.create_task(w.runner(enqueued_marker=w.store.uri_for(MARKER)).run())
+    await until(lambda: len(w.bus.of(TaskCompleted)) == 1, "the first task done")
+    await until(lambda: len(w.queue.fetches) >= 5, "several empty fetches")
+    assert not run.done(), "left an empty queue before the submitter said all tasks were queued"
+
+    # the rest of the enqueue arrives, then the marker
+    w.queue.put_task(sim_task(2))
+    await until(lambda: len(w.bus.of(TaskCompleted)) == 2, "the late task done")
+    assert not run.done()
+    await w.store.put_bytes(MARKER, b'{"enqueued": 2}')
+    assert await run == "drained"
+    # once seen, the marker is not read again
+    checks = [e for e in w.journal if e == ("exists", MARKER)]
+    assert checks and w.journal.index(checks[-1]) > w.journal.index(("put", MARKER))
+
+
+async def test_without_a_marker_in_the_spec_an_empty_queue_ends_the_run_at_once() -> None:
+    w = make_world()
+    w.queue.put_task(sim_task(1))
+    assert await w.runner().run() == "drained"
+    assert not any(kind == "exists" for kind, _ in w.journal)
+
+
+async def test_a_queue_empty_too_long_without_the_marker_gives_up_with_exit_1() -> None:
+    w = make_world()
+    runner = w.runner(enqueued_marker=w.store.uri_for(MARKER), enqueue_wait_s=0.05)
+    with pytest.raises(EnqueueStalled, match="has not marked the job fully queued") as info:
+        await runner.run()
+    assert info.value.exit_status == 1
+
+
+async def test_a_cancelled_job_ends_the_wait() -> None:
+    w = make_world()
+    run = asyncio.create_task(w.runner(enqueued_marker=w.store.uri_for(MARKER)).run())
+    await until(lambda: len(w.queue.fetches) >= 2, "waiting on the empty queue")
+    w.queue.gone = True
+    assert await run == "cancelled"
