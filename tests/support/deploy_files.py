@@ -8,10 +8,20 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
-__all__ = ["DEPLOY", "REPO", "load_render_config", "nats_passwords"]
+__all__ = [
+    "DEPLOY",
+    "NATS_CONFIG",
+    "NATS_USERS",
+    "REPO",
+    "load_render_config",
+    "nats_password_env",
+    "nats_passwords",
+]
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
+NATS_CONFIG = DEPLOY / "nats" / "nats-server.conf"
+NATS_USERS = ("registrar", "bundler", "submitter", "runner", "cli")  # one per component
 
 
 def load_render_config() -> ModuleType:
@@ -24,6 +34,11 @@ def load_render_config() -> ModuleType:
     sys.modules[name] = module  # dataclasses look their module up while the class is built
     spec.loader.exec_module(module)
     return module
+
+
+def nats_password_env(user: str) -> str:
+    """The variable NATS_CONFIG reads `user`'s password from."""
+    return f"MODELOPS_NATS_{user.upper()}_PASSWORD"
 
 
 def nats_passwords(*users: str) -> dict[str, str]:

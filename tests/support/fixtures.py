@@ -13,9 +13,10 @@ from collections.abc import AsyncIterator, Iterator
 
 import nats
 import pytest
+
 from modelops_runtime.nats_setup import connect
 from modelops_runtime.processes import NatsServer
-
+from tests.support.deploy_files import NATS_CONFIG, NATS_USERS, nats_password_env, nats_passwords
 from tests.support.servers import OciRegistry, SeaweedS3
 
 __all__ = [
@@ -23,13 +24,15 @@ __all__ = [
     "nats_client",
     "nats_server",
     "oci_registry",
+    "passwords",
     "pytest_collection_modifyitems",
     "pytest_configure",
     "s3_bucket",
     "s3_server",
+    "secured_nats",
 ]
 
-SERVER_FIXTURES = frozenset({"nats_server", "oci_registry", "s3_server"})
+SERVER_FIXTURES = frozenset({"nats_server", "oci_registry", "s3_server", "secured_nats"})
 LOOPBACK = ("127.0.0.1", "localhost")
 
 
@@ -52,6 +55,25 @@ def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer
     """`nats-server -js` with a file store; tests connect to `nats_server.url`."""
     with NatsServer(tmp_path_factory.mktemp("nats")) as server:
         yield server
+
+
+@pytest.fixture(scope="module")
+def passwords() -> dict[str, str]:
+    """A fresh NATS password per deploy user (NATS_USERS) for `secured_nats`."""
+    return nats_passwords(*NATS_USERS)
+
+
+@pytest.fixture(scope="module")
+def secured_nats(
+    tmp_path_factory: pytest.TempPathFactory, passwords: dict[str, str]
+) -> Iterator[NatsServer]:
+    """nats-server with deploy/nats/nats-server.conf, one per module (tests there change what
+    its users hold); the `passwords` reach it through the environment."""
+    with pytest.MonkeyPatch.context() as mp:
+        for user, password in passwords.items():
+            mp.setenv(nats_password_env(user), password)
+        with NatsServer(tmp_path_factory.mktemp("nats-secured"), config_file=NATS_CONFIG) as server:
+            yield server
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import time
 from pathlib import Path
-from types import TracebackType
 from typing import Self
 
 import aioboto3
@@ -18,9 +17,11 @@ import structlog
 from aiobotocore.session import ClientCreatorContext
 from botocore.config import Config
 from botocore.exceptions import ClientError, EndpointConnectionError
+
 from modelops_runtime.processes import (
     LOCALHOST,
     ManagedProcess,
+    ManagedServer,
     find_executable,
     free_port,
     http_probe,
@@ -44,31 +45,7 @@ copy_other = 1
 """
 
 
-class _Server:
-    """Context-manager plumbing shared by the servers below."""
-
-    _process: ManagedProcess | None = None
-
-    def start(self) -> Self:
-        raise NotImplementedError
-
-    def stop(self) -> None:
-        if self._process is not None:
-            self._process.stop()
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-
-class OciRegistry(_Server):
+class OciRegistry(ManagedServer):
     """`docker-registry serve` (distribution 2.8) with filesystem storage under `root_dir`.
 
     It serves a corrupted blob without complaint, so tests corrupt `blob_path(digest)` to prove
@@ -125,7 +102,7 @@ class OciRegistry(_Server):
         return self
 
 
-class SeaweedS3(_Server):
+class SeaweedS3(ManagedServer):
     """`weed server -s3`: master, volume, filer and S3 gateway in one process.
 
     Every port is chosen here, including the gRPC ones weed would otherwise put at +10000 and the

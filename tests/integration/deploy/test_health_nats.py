@@ -12,12 +12,14 @@ from pathlib import Path
 import aiohttp
 import nats
 import pytest
+from nats.js.api import AckPolicy, ConsumerConfig
+
 from modelops_contracts import subjects as s
 from modelops_runtime.health import HealthServer, jetstream_ready_check, nats_ready_check
 from modelops_runtime.metrics import Metrics, QueueDepthPoller
 from modelops_runtime.nats_setup import connect, ensure_jetstream
 from modelops_runtime.processes import NatsServer
-from nats.js.api import AckPolicy, ConsumerConfig
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -43,18 +45,17 @@ async def nc(own_nats: NatsServer) -> AsyncIterator[nats.NATS]:
 
 async def wait_status(http: aiohttp.ClientSession, url: str, status: int) -> dict:
     """Poll `url` until it answers `status` (probes are polled the same way by the kubelet)."""
-    last: tuple[int, object] = (0, None)
-    try:
-        async with asyncio.timeout(DEADLINE_S):
-            while True:
-                async with http.get(url) as resp:
-                    body = await resp.json()
-                    if resp.status == status:
-                        return body
-                    last = (resp.status, body)
-                await asyncio.sleep(0.05)  # poll interval of a deadline-bounded poll
-    except TimeoutError:
-        pytest.fail(f"{url} did not answer {status} within {DEADLINE_S}s; last {last}")
+    last: list[tuple[int, dict]] = []
+
+    async def answered() -> bool:
+        async with http.get(url) as resp:
+            last.append((resp.status, await resp.json()))
+        return last[-1][0] == status
+
+    await wait_for(
+        answered, lambda: f"{url} to answer {status}; last {last[-1:]}", timeout_s=DEADLINE_S
+    )
+    return last[-1][1]
 
 
 async def test_ready_follows_nats_down_and_back_up(own_nats: NatsServer, nc: nats.NATS):

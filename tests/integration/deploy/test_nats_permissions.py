@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 
 import nats
 import nats.errors
@@ -23,36 +22,12 @@ from modelops_contracts import subjects as s
 from modelops_runtime.health import jetstream_ready_check
 from modelops_runtime.nats_setup import JetStreamSetupError, ensure_jetstream
 from modelops_runtime.processes import NatsServer
-from tests.support.deploy_files import nats_passwords
 
 pytestmark = pytest.mark.integration
 
-REPO = Path(__file__).resolve().parents[3]
-CONFIG = REPO / "deploy" / "nats" / "nats-server.conf"
-USERS = ("registrar", "bundler", "submitter", "runner", "cli")
 CMD, EVT, TASKS = s.COMMANDS_STREAM, s.EVENTS_STREAM, s.TASKS_STREAM
 DEADLINE_S = 5.0
-
-
-def password_env(user: str) -> str:
-    return f"MODELOPS_NATS_{user.upper()}_PASSWORD"
-
-
-@pytest.fixture(scope="module")
-def passwords() -> dict[str, str]:
-    return nats_passwords(*USERS)
-
-
-@pytest.fixture(scope="module")
-def secured_nats(
-    tmp_path_factory: pytest.TempPathFactory, passwords: dict[str, str]
-) -> Iterator[NatsServer]:
-    """nats-server with our config; the passwords reach it through the environment."""
-    with pytest.MonkeyPatch.context() as mp:
-        for user, password in passwords.items():
-            mp.setenv(password_env(user), password)
-        with NatsServer(tmp_path_factory.mktemp("nats-secured"), config_file=CONFIG) as server:
-            yield server
+# `passwords` and `secured_nats` (deploy/nats/nats-server.conf) come from tests/support/fixtures
 
 
 class Client:

@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -15,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from modelops_runtime.processes import NatsServer, free_port
+from tests.support.waiting import wait_while_running
 
 pytestmark = pytest.mark.integration
 
@@ -28,21 +28,20 @@ def _get(url: str) -> tuple[int, bytes]:
 
 
 def _wait_ready(url: str, proc: subprocess.Popen, deadline_s: float = 30.0) -> dict:
-    deadline = time.monotonic() + deadline_s
-    last = None
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            err = proc.stderr.read().decode() if proc.stderr else ""
-            raise AssertionError(f"service exited early with {proc.returncode}: {err[-3000:]}")
+    last: list[tuple[int, bytes]] = []
+
+    def ready() -> bool:
         try:
-            status, body = _get(url)
-            last = (status, body)
-            if status == 200:
-                return json.loads(body)
-        except OSError:
-            pass
-        time.sleep(0.1)  # polling a subprocess with a deadline: there is no event to wait on
-    raise AssertionError(f"{url} never became ready: {last}")
+            last.append(_get(url))
+        except OSError:  # not listening yet
+            return False
+        return last[-1][0] == 200
+
+    def what() -> str:
+        return f"{url} to be ready; last answer {last[-1:]}"
+
+    wait_while_running(ready, proc, what, timeout_s=deadline_s, poll_s=0.1)
+    return json.loads(last[-1][1])
 
 
 @pytest.mark.parametrize("service", ["registrar", "bundler", "submitter"])

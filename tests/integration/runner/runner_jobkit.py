@@ -4,6 +4,14 @@ real `python -m modelops_runner` processes.
 This is not the submitter: it does exactly what docs/architecture.md says the submitter does
 before launching runners (spec.json to the blob store, the durable `runners-<job_id>` pull
 consumer, one task message per task with Nats-Msg-Id `<job_id>:<task_id>`), no more.
+
+A test states what is particular to it; the rest is a `JobSite`'s defaults:
+
+    site = JobSite(tmp_path, nats_server.url)  # OCI layout + blob folder under tmp_path
+    tasks = sir_tasks(site.bundle(), range(6))
+    job = await site.queue(nats_client, tasks)
+    runner = await site.run(job)  # start, wait for the exit, reap
+    assert runner.returncode == 0, runner.log()[-3000:]
 """
 
 from __future__ import annotations
@@ -14,12 +22,12 @@ import os
 import shutil
 import signal
 import sys
-import time
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import nats
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
@@ -28,16 +36,19 @@ from modelops_bundle.push import push_bundle
 from modelops_bundle.registration import register_model
 from modelops_bundle.registry_file import dump_registry, load_registry
 from modelops_bundle.stores import open_store
-from modelops_contracts import LaunchOptions, SimTask, decode_event, encode
+from modelops_contracts import LaunchOptions, ParameterSet, SimTask, decode_event, encode
 from modelops_contracts.jobs import JobSpec, blob_keys
 from modelops_contracts.messages import Event, TaskCompleted, TaskFailed
 from modelops_contracts.subjects import EVENTS_STREAM, TASKS_STREAM, job_events_filter, task_subject
-from modelops_runtime.blobstore import BlobStore
+from modelops_runtime.blobstore import BlobStore, open_blob_store
 from modelops_runtime.nats_setup import ensure_jetstream
 
 __all__ = [
     "EXAMPLE_SIR",
     "FIXTURE_MODELS",
+    "SIR",
+    "SIR_MODELS",
+    "JobSite",
     "QueuedJob",
     "RunnerProcess",
     "build_bundle",
@@ -46,13 +57,14 @@ __all__ = [
     "queue_job",
     "read_job_events",
     "runner_env",
-    "wait_for",
-    "wait_for_async",
+    "sir_tasks",
 ]
 
 REPO = Path(__file__).resolve().parents[3]
 FIXTURE_MODELS = REPO / "tests" / "fixtures" / "models"
 EXAMPLE_SIR = REPO / "examples" / "sir"
+SIR = "sir_model:StochasticSIR"
+SIR_MODELS = {SIR: "src/sir_model.py"}  # the fixture model, under src/ in the project
 
 
 def build_bundle(
@@ -93,6 +105,22 @@ def build_bundle(
         registry_yaml=dump_registry(registry),
     )
     return result.bundle.bundle_ref
+
+
+def sir_tasks(
+    bundle_ref: str,
+    seeds: Iterable[int],
+    *,
+    beta: float = 0.3,
+    config: Mapping[str, Any] | None = None,
+) -> list[SimTask]:
+    """One StochasticSIR task per seed, all with the same `beta` and model `config`."""
+    params = ParameterSet(params={"beta": beta})
+    extra = {"config": dict(config)} if config is not None else {}
+    return [
+        SimTask(bundle_ref=bundle_ref, entrypoint=SIR, params=params, seed=seed, **extra)
+        for seed in seeds
+    ]
 
 
 @dataclass
@@ -221,6 +249,10 @@ class RunnerProcess:
         assert self.process is not None
         return self.process.pid
 
+    @property
+    def returncode(self) -> int | None:
+        return None if self.process is None else self.process.returncode
+
     async def wait(self, timeout_s: float = 60.0) -> int:
         assert self.process is not None
         try:
@@ -285,23 +317,81 @@ def failures(events: list[Event]) -> dict[str, TaskFailed]:
     return {e.task_id: e for e in events if isinstance(e, TaskFailed)}
 
 
-async def wait_for(
-    predicate: Callable[[], bool], what: str, *, timeout_s: float = 30.0, poll_s: float = 0.05
-) -> None:
-    """Poll `predicate` until it holds, or fail naming `what` (a deadline poll, not a sleep)."""
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
-        await asyncio.sleep(poll_s)
+@dataclass
+class JobSite:
+    """Where one test's jobs live: its NATS, bundle store, blob store and the runners' cache.
 
+    Defaults are the embedded stack's: an OCI image-layout folder and a blob folder under
+    `tmp_path`; a test on a registry or S3 names those (and `s3`, the server whose endpoint and
+    keys the runners get). Runner logs go to `tmp_path/<name>.log`.
+    """
 
-async def wait_for_async(
-    probe: Callable[[], Awaitable[int]], what: str, *, minimum: int, timeout_s: float = 30.0
-) -> None:
-    """Poll an async probe until it returns at least `minimum` (a deadline poll, not a sleep)."""
-    deadline = time.monotonic() + timeout_s
-    while await probe() < minimum:
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
-        await asyncio.sleep(0.05)
+    tmp_path: Path
+    nats_url: str
+    bundle_store: str = ""
+    blob_uri: str = ""
+    store: BlobStore | None = None  # default: opened on blob_uri
+    s3: object | None = None
+
+    def __post_init__(self) -> None:
+        self.bundle_store = self.bundle_store or f"oci-layout:{self.tmp_path / 'oci'}"
+        self.blob_uri = self.blob_uri or f"file://{self.tmp_path / 'blobs'}"
+        if self.store is None:
+            self.store = open_blob_store(self.blob_uri)
+
+    @property
+    def blobs(self) -> BlobStore:
+        assert self.store is not None  # set in __post_init__
+        return self.store
+
+    def bundle(
+        self, models: Mapping[str, str] = SIR_MODELS, *, project: str = "project", **kw: Any
+    ) -> str:
+        """build_bundle of `tmp_path/<project>` into this site's bundle store."""
+        return build_bundle(self.tmp_path / project, models, store_location=self.bundle_store, **kw)
+
+    async def queue(
+        self, nc: nats.NATS, tasks: list[SimTask], *, bundle_ref: str | None = None, **kw: Any
+    ) -> QueuedJob:
+        """queue_job on this site's blob store; the bundle is the tasks' unless named."""
+        if bundle_ref is None:
+            (bundle_ref,) = {t.bundle_ref for t in tasks}
+        return await queue_job(nc, self.blobs, bundle_ref=bundle_ref, tasks=tasks, **kw)
+
+    def env(
+        self, job: QueuedJob, *, workers: int = 2, extra: Mapping[str, str] | None = None
+    ) -> dict[str, str]:
+        """The environment of a runner of `job` on this site (see runner_env)."""
+        return runner_env(
+            nats_url=self.nats_url,
+            job=job,
+            blob_store=self.blob_uri,
+            bundle_store=self.bundle_store,
+            cache=self.tmp_path / "cache",
+            workers=workers,
+            s3=self.s3,
+            extra=extra,
+        )
+
+    def runner(self, job: QueuedJob, name: str = "runner", **env: Any) -> RunnerProcess:
+        """A runner of `job`, not started yet; `env` goes to `env()`."""
+        return RunnerProcess(env=self.env(job, **env), log_path=self.tmp_path / f"{name}.log")
+
+    @contextlib.asynccontextmanager
+    async def running(
+        self, job: QueuedJob, name: str = "runner", **env: Any
+    ) -> AsyncIterator[RunnerProcess]:
+        """A started runner of `job`, killed and reaped on the way out if still running."""
+        runner = await self.runner(job, name, **env).start()
+        try:
+            yield runner
+        finally:
+            await runner.aclose()
+
+    async def run(
+        self, job: QueuedJob, name: str = "runner", *, timeout_s: float = 60.0, **env: Any
+    ) -> RunnerProcess:
+        """Start a runner of `job` and return it once it has exited (see `.returncode`)."""
+        async with self.running(job, name, **env) as runner:
+            await runner.wait(timeout_s)
+        return runner

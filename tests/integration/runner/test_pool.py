@@ -7,6 +7,7 @@ is part of what is tested); tests that need other settings start their own small
 from __future__ import annotations
 
 import asyncio
+import functools
 import io
 import signal
 import sys
@@ -28,6 +29,7 @@ from modelops_runner.pool import (
     WorkerStartError,
     WorkItem,
 )
+from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
 
@@ -70,13 +72,8 @@ def gone(pid: int) -> bool:
         return True
 
 
-async def wait_until(predicate: Callable[[], bool], what: str, deadline_s: float = 5.0) -> None:
-    """Poll `predicate` on every loop tick until it holds or the deadline passes."""
-    deadline = time.monotonic() + deadline_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {deadline_s} s waiting for {what}")
-        await asyncio.sleep(0)  # yield to the loop (not a timed wait)
+# What the pool waits on (a worker dies, a model starts) happens well within 5 s.
+wait_until = functools.partial(wait_for, timeout_s=5.0, poll_s=0.01)
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")

@@ -8,18 +8,9 @@ import uuid
 from pathlib import Path
 
 import pytest
-from runner_jobkit import (
-    FIXTURE_MODELS,
-    RunnerProcess,
-    build_bundle,
-    queue_job,
-    read_job_events,
-    runner_env,
-)
+from runner_jobkit import FIXTURE_MODELS, JobSite, read_job_events, sir_tasks
 
 from modelops_bundle.registry_file import load_registry
-from modelops_contracts import ParameterSet, SimTask
-from modelops_runtime.blobstore import open_blob_store
 
 pytestmark = pytest.mark.integration
 
@@ -43,49 +34,22 @@ def _error_lines(log: str) -> list[dict]:
 async def test_corrupted_bundle_blob_is_refused_before_any_model_code_runs(
     tmp_path: Path, nats_server, nats_client, oci_registry
 ) -> None:
-    project = tmp_path / "project"
+    site = JobSite(tmp_path, nats_server.url, bundle_store=oci_registry.host)
     # a model file of its own: blobs are shared by digest across the session's registry
     unique = (FIXTURE_MODELS / "sir_model.py").read_text() + f"# {uuid.uuid4().hex}\n"
-    bundle_ref = build_bundle(
-        project,
-        {"sir_model:StochasticSIR": "src/sir_model.py"},
-        store_location=oci_registry.host,
-        extra_files={"src/sir_model.py": unique.encode()},
-    )
+    bundle_ref = site.bundle(extra_files={"src/sir_model.py": unique.encode()})
     # Replace the model file's blob inside the registry's storage with code that would leave
     # a trace if it ever ran. The registry serves it without complaint.
-    (model,) = load_registry(project).models.values()
+    (model,) = load_registry(tmp_path / "project").models.values()
     (code,) = [f for f in model.code if f.path == "src/sir_model.py"]
     oci_registry.blob_path(code.digest).write_text(SENTINEL_MODEL)
     sentinel = tmp_path / "sentinel"
 
-    blob_uri = f"file://{tmp_path / 'blobs'}"
-    store = open_blob_store(blob_uri)
-    tasks = [
-        SimTask(
-            bundle_ref=bundle_ref,
-            entrypoint="sir_model:StochasticSIR",
-            params=ParameterSet(params={"beta": 0.2}),
-            seed=seed,
-        )
-        for seed in range(5)
-    ]
-    job = await queue_job(nats_client, store, bundle_ref=bundle_ref, tasks=tasks)
-    env = runner_env(
-        nats_url=nats_server.url,
-        job=job,
-        blob_store=blob_uri,
-        bundle_store=oci_registry.host,
-        cache=tmp_path / "cache",
-        extra={"RUNNER_TEST_SENTINEL": str(sentinel)},
-    )
-    runner = await RunnerProcess(env=env, log_path=tmp_path / "runner.log").start()
-    try:
-        status = await runner.wait(60)
-    finally:
-        await runner.aclose()
+    tasks = sir_tasks(bundle_ref, range(5), beta=0.2)
+    job = await site.queue(nats_client, tasks)
+    runner = await site.run(job, extra={"RUNNER_TEST_SENTINEL": str(sentinel)})
 
-    assert status == 2, runner.log()[-3000:]
+    assert runner.returncode == 2, runner.log()[-3000:]
     assert not sentinel.exists()  # no model code ran, not even an import
     (line,) = [x for x in _error_lines(runner.log()) if x["event"] == "runner.bundle_refused"]
     assert line["level"] == "error" and line["exit_status"] == 2
@@ -103,23 +67,10 @@ async def test_corrupted_bundle_blob_is_refused_before_any_model_code_runs(
 async def test_missing_job_spec_is_a_configuration_error(
     tmp_path: Path, nats_server, nats_client
 ) -> None:
-    blob_uri = f"file://{tmp_path / 'blobs'}"
-    store = open_blob_store(blob_uri)
-    job = await queue_job(
-        nats_client, store, bundle_ref=f"127.0.0.1:1/x/y@sha256:{'b' * 64}", tasks=[]
-    )
-    env = runner_env(
-        nats_url=nats_server.url,
-        job=job,
-        blob_store=blob_uri,
-        bundle_store="127.0.0.1:1",
-        cache=tmp_path / "cache",
-    )
-    env["MODELOPS_JOB_SPEC"] = "jobs/elsewhere/spec.json"
-    runner = await RunnerProcess(env=env, log_path=tmp_path / "runner.log").start()
-    try:
-        assert await runner.wait(30) == 2, runner.log()[-3000:]
-    finally:
-        await runner.aclose()
+    site = JobSite(tmp_path, nats_server.url, bundle_store="127.0.0.1:1")
+    job = await site.queue(nats_client, [], bundle_ref=f"127.0.0.1:1/x/y@sha256:{'b' * 64}")
+    elsewhere = {"MODELOPS_JOB_SPEC": "jobs/elsewhere/spec.json"}
+    runner = await site.run(job, timeout_s=30, extra=elsewhere)
+    assert runner.returncode == 2, runner.log()[-3000:]
     (line,) = [x for x in _error_lines(runner.log()) if x["event"] == "runner.config_error"]
     assert "jobs/elsewhere/spec.json" in line["error"] and "MODELOPS_JOB_SPEC" in line["hint"]

@@ -6,28 +6,18 @@ from __future__ import annotations
 
 import json
 import signal
-from pathlib import Path
 
 import msgspec
 import psutil
 import pytest
-from runner_jobkit import (
-    RunnerProcess,
-    build_bundle,
-    completions,
-    queue_job,
-    read_job_events,
-    runner_env,
-    wait_for,
-    wait_for_async,
-)
+from runner_jobkit import JobSite, RunnerProcess, completions, read_job_events, sir_tasks
 
-from modelops_contracts import LaunchOptions, ParameterSet, SimTask, decode_event
+from modelops_contracts import LaunchOptions, decode_event
 from modelops_contracts.jobs import blob_keys
 from modelops_contracts.messages import TaskCompleted, TaskFailed
 from modelops_contracts.subjects import job_events_filter
 from modelops_runner.results import ResultRecord
-from modelops_runtime.blobstore import open_blob_store
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -41,33 +31,10 @@ def _finished_line(log: str) -> dict:
     return lines[0]
 
 
-async def test_kill_9_mid_job_every_task_completes_exactly_once(
-    tmp_path: Path, nats_server, nats_client
-) -> None:
-    layout = f"oci-layout:{tmp_path / 'oci'}"
-    bundle_ref = build_bundle(
-        tmp_path / "project", {"sir_model:StochasticSIR": "src/sir_model.py"}, store_location=layout
-    )
-    blob_uri = f"file://{tmp_path / 'blobs'}"
-    store = open_blob_store(blob_uri)
-    tasks = [
-        SimTask(
-            bundle_ref=bundle_ref,
-            entrypoint="sir_model:StochasticSIR",
-            params=ParameterSet(params={"beta": 0.3}),
-            seed=seed,
-            config={"days": DAYS},
-        )
-        for seed in range(N_TASKS)
-    ]
-    job = await queue_job(
-        nats_client,
-        store,
-        bundle_ref=bundle_ref,
-        tasks=tasks,
-        options=LaunchOptions(task_timeout_s=60),
-        ack_wait_s=2.0,
-        max_deliver=5,
+async def test_kill_9_mid_job_every_task_completes_exactly_once(site: JobSite, nats_client) -> None:
+    tasks = sir_tasks(site.bundle(), range(N_TASKS), config={"days": DAYS})
+    job = await site.queue(
+        nats_client, tasks, options=LaunchOptions(task_timeout_s=60), ack_wait_s=2.0, max_deliver=5
     )
     done_by: dict[str, list[str]] = {}
 
@@ -78,20 +45,12 @@ async def test_kill_9_mid_job_every_task_completes_exactly_once(
 
     sub = await nats_client.subscribe(job_events_filter(job.job_id), cb=on_event)
 
-    def env(runner_id: str) -> dict[str, str]:
-        return runner_env(
-            nats_url=nats_server.url,
-            job=job,
-            blob_store=blob_uri,
-            bundle_store=layout,
-            cache=tmp_path / "cache",
-            workers=1,
-            extra={"MODELOPS_RUNNER_ID": runner_id},
-        )
+    def as_runner(runner_id: str, name: str) -> RunnerProcess:
+        return site.runner(job, name, workers=1, extra={"MODELOPS_RUNNER_ID": runner_id})
 
-    victim = await RunnerProcess(env=env("victim"), log_path=tmp_path / "victim.log").start()
-    survivor = await RunnerProcess(env=env("survivor"), log_path=tmp_path / "survivor.log").start()
-    restarted = RunnerProcess(env=env("victim"), log_path=tmp_path / "restarted.log")
+    victim = await as_runner("victim", "victim").start()
+    survivor = await as_runner("survivor", "survivor").start()
+    restarted = as_runner("victim", "restarted")  # the victim's id again, as after a restart
     try:
         await wait_for(
             lambda: len(done_by.get("victim", [])) >= 3, "the victim to complete 3 tasks"
@@ -119,7 +78,7 @@ async def test_kill_9_mid_job_every_task_completes_exactly_once(
     assert completions(events) == {t.task_id: 1 for t in tasks}  # exactly once each
     for task in tasks:
         record = msgspec.json.decode(
-            await store.get_bytes(blob_keys.result_done(task.task_id)), type=ResultRecord
+            await site.blobs.get_bytes(blob_keys.result_done(task.task_id)), type=ResultRecord
         )
         assert set(record.outputs) == {"incidence", "summary"}
     stats = [_finished_line(r.log()) for r in (survivor, restarted)]
@@ -130,25 +89,10 @@ async def test_kill_9_mid_job_every_task_completes_exactly_once(
 
 
 async def test_sigterm_finishes_running_tasks_returns_the_rest_and_exits_0(
-    tmp_path: Path, nats_server, nats_client
+    site: JobSite, nats_client
 ) -> None:
-    layout = f"oci-layout:{tmp_path / 'oci'}"
-    bundle_ref = build_bundle(
-        tmp_path / "project", {"sir_model:StochasticSIR": "src/sir_model.py"}, store_location=layout
-    )
-    blob_uri = f"file://{tmp_path / 'blobs'}"
-    store = open_blob_store(blob_uri)
-    tasks = [
-        SimTask(
-            bundle_ref=bundle_ref,
-            entrypoint="sir_model:StochasticSIR",
-            params=ParameterSet(params={"beta": 0.3}),
-            seed=seed,
-            config={"days": DAYS},
-        )
-        for seed in range(N_TASKS)
-    ]
-    job = await queue_job(nats_client, store, bundle_ref=bundle_ref, tasks=tasks, ack_wait_s=30)
+    tasks = sir_tasks(site.bundle(), range(N_TASKS), config={"days": DAYS})
+    job = await site.queue(nats_client, tasks, ack_wait_s=30)
     completed: list[str] = []
 
     async def on_event(msg) -> None:
@@ -156,22 +100,13 @@ async def test_sigterm_finishes_running_tasks_returns_the_rest_and_exits_0(
             completed.append(event.task_id)
 
     sub = await nats_client.subscribe(job_events_filter(job.job_id), cb=on_event)
-    env = runner_env(
-        nats_url=nats_server.url,
-        job=job,
-        blob_store=blob_uri,
-        bundle_store=layout,
-        cache=tmp_path / "cache",
-        workers=2,
-    )
-    runner = await RunnerProcess(env=env, log_path=tmp_path / "runner.log").start()
     try:
-        await wait_for(lambda: len(completed) >= 4, "four completed tasks")
-        runner.kill(signal.SIGTERM)
-        assert await runner.wait(30) == 0, runner.log()[-3000:]
+        async with site.running(job) as runner:
+            await wait_for(lambda: len(completed) >= 4, "four completed tasks")
+            runner.kill(signal.SIGTERM)
+            assert await runner.wait(30) == 0, runner.log()[-3000:]
     finally:
         await sub.unsubscribe()
-        await runner.aclose()
 
     finished = _finished_line(runner.log())
     assert finished["outcome"] == "stopped"
@@ -183,49 +118,21 @@ async def test_sigterm_finishes_running_tasks_returns_the_rest_and_exits_0(
     # count as ack-pending until redelivered): every other task is there for the next runner
     assert info.num_pending + info.num_ack_pending == N_TASKS - len(done)
 
-    successor = await RunnerProcess(env=env, log_path=tmp_path / "successor.log").start()
-    try:
-        assert await successor.wait(60) == 0, successor.log()[-3000:]
-    finally:
-        await successor.aclose()
+    successor = await site.run(job, "successor")
+    assert successor.returncode == 0, successor.log()[-3000:]
     assert completions(await read_job_events(nats_client, job.job_id)) == {
         t.task_id: 1 for t in tasks
     }
 
 
 async def test_tasks_longer_than_ack_wait_are_kept_alive_by_heartbeats(
-    tmp_path: Path, nats_server, nats_client
+    site: JobSite, nats_client
 ) -> None:
-    layout = f"oci-layout:{tmp_path / 'oci'}"
-    bundle_ref = build_bundle(
-        tmp_path / "project", {"sir_model:StochasticSIR": "src/sir_model.py"}, store_location=layout
-    )
-    blob_uri = f"file://{tmp_path / 'blobs'}"
-    store = open_blob_store(blob_uri)
-    tasks = [
-        SimTask(
-            bundle_ref=bundle_ref,
-            entrypoint="sir_model:StochasticSIR",
-            params=ParameterSet(params={"beta": 0.3}),
-            seed=seed,
-            config={"days": 25 * DAYS},  # a few seconds each: well past the 1 s ack_wait
-        )
-        for seed in range(2)
-    ]
-    job = await queue_job(nats_client, store, bundle_ref=bundle_ref, tasks=tasks, ack_wait_s=1.0)
-    env = runner_env(
-        nats_url=nats_server.url,
-        job=job,
-        blob_store=blob_uri,
-        bundle_store=layout,
-        cache=tmp_path / "cache",
-        workers=2,
-    )
-    runner = await RunnerProcess(env=env, log_path=tmp_path / "runner.log").start()
-    try:
-        assert await runner.wait(90) == 0, runner.log()[-3000:]
-    finally:
-        await runner.aclose()
+    # a few seconds each: well past the 1 s ack_wait
+    tasks = sir_tasks(site.bundle(), range(2), config={"days": 25 * DAYS})
+    job = await site.queue(nats_client, tasks, ack_wait_s=1.0)
+    runner = await site.run(job, timeout_s=90)
+    assert runner.returncode == 0, runner.log()[-3000:]
 
     events = await read_job_events(nats_client, job.job_id)
     done = [e for e in events if isinstance(e, TaskCompleted)]
@@ -235,45 +142,17 @@ async def test_tasks_longer_than_ack_wait_are_kept_alive_by_heartbeats(
 
 
 async def test_deleting_the_consumer_cancels_the_runner_which_exits_0(
-    tmp_path: Path, nats_server, nats_client
+    site: JobSite, nats_client
 ) -> None:
-    layout = f"oci-layout:{tmp_path / 'oci'}"
-    bundle_ref = build_bundle(
-        tmp_path / "project", {"sir_model:StochasticSIR": "src/sir_model.py"}, store_location=layout
-    )
-    blob_uri = f"file://{tmp_path / 'blobs'}"
-    store = open_blob_store(blob_uri)
-    tasks = [
-        SimTask(
-            bundle_ref=bundle_ref,
-            entrypoint="sir_model:StochasticSIR",
-            params=ParameterSet(params={"beta": 0.3}),
-            seed=seed,
-            config={"days": 100 * DAYS},  # long: cancellation must not wait for them
-        )
-        for seed in range(4)
-    ]
-    job = await queue_job(nats_client, store, bundle_ref=bundle_ref, tasks=tasks)
-    env = runner_env(
-        nats_url=nats_server.url,
-        job=job,
-        blob_store=blob_uri,
-        bundle_store=layout,
-        cache=tmp_path / "cache",
-        workers=2,
-        extra={"MODELOPS_RUNNER_FETCH_TIMEOUT_S": "0.2"},
-    )
-    runner = await RunnerProcess(env=env, log_path=tmp_path / "runner.log").start()
-    try:
+    # long: cancellation must not wait for them
+    tasks = sir_tasks(site.bundle(), range(4), config={"days": 100 * DAYS})
+    job = await site.queue(nats_client, tasks)
+    js = nats_client.jetstream()
+    async with site.running(job, extra={"MODELOPS_RUNNER_FETCH_TIMEOUT_S": "0.2"}) as runner:
         await wait_for(lambda: '"runner.started"' in runner.log(), "the runner to start")
-        js = nats_client.jetstream()
-        await wait_for_async(
-            lambda: _ack_pending(js, job.consumer), "the runner to hold tasks", minimum=1
-        )
+        await wait_for(lambda: _ack_pending(js, job.consumer), "the runner to hold tasks")
         await js.delete_consumer("MODELOPS_TASKS", job.consumer)
         assert await runner.wait(15) == 0, runner.log()[-3000:]
-    finally:
-        await runner.aclose()
     assert _finished_line(runner.log())["outcome"] == "cancelled"
     assert not [e for e in await read_job_events(nats_client, job.job_id)]
 

@@ -8,20 +8,18 @@ from __future__ import annotations
 
 import io
 import signal
-from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from runner_jobkit import RunnerProcess, build_bundle, queue_job, read_job_events, runner_env
+from runner_jobkit import SIR_MODELS, JobSite, read_job_events, sir_tasks
 
 from modelops_contracts import LaunchOptions, ParameterSet, SimTask
 from modelops_contracts.messages import TaskCompleted, TaskFailed
-from modelops_runtime.blobstore import open_blob_store
 
 pytestmark = pytest.mark.integration
 
 MODELS = {
-    "sir_model:StochasticSIR": "src/sir_model.py",
+    **SIR_MODELS,
     "raising_model:Raises": "src/raising_model.py",
     "hanging_model:Hangs": "src/hanging_model.py",
     "crashing_models:Segfaults": "src/crashing_models.py",
@@ -41,13 +39,10 @@ def _task(bundle_ref: str, entrypoint: str, seed: int, **params: float) -> SimTa
 
 
 async def test_each_failure_kind_is_reported_and_the_rest_complete(
-    tmp_path: Path, nats_server, nats_client
+    site: JobSite, nats_client
 ) -> None:
-    layout = f"oci-layout:{tmp_path / 'oci'}"
-    bundle_ref = build_bundle(tmp_path / "project", MODELS, store_location=layout)
-    blob_uri = f"file://{tmp_path / 'blobs'}"
-    store = open_blob_store(blob_uri)
-    sir = [_task(bundle_ref, "sir_model:StochasticSIR", seed, beta=0.25) for seed in range(8)]
+    bundle_ref = site.bundle(MODELS)
+    sir = sir_tasks(bundle_ref, range(8), beta=0.25)
     bad = {
         "model_error": _task(bundle_ref, "raising_model:Raises", 1),
         "timeout": _task(bundle_ref, "hanging_model:Hangs", 1),
@@ -57,28 +52,14 @@ async def test_each_failure_kind_is_reported_and_the_rest_complete(
     }
     noisy = _task(bundle_ref, "noisy_model:Noisy", 1, megabytes=50)
     tasks = [*sir[:4], *bad.values(), noisy, *sir[4:]]
-    job = await queue_job(
+    job = await site.queue(
         nats_client,
-        store,
-        bundle_ref=bundle_ref,
-        tasks=tasks,
+        tasks,
         options=LaunchOptions(task_timeout_s=4.0),
         raw_messages=[b"{this is not a task"],
     )
-    env = runner_env(
-        nats_url=nats_server.url,
-        job=job,
-        blob_store=blob_uri,
-        bundle_store=layout,
-        cache=tmp_path / "cache",
-        workers=2,
-        extra={"MODELOPS_MEMORY_LIMIT": "1Gi"},
-    )
-    runner = await RunnerProcess(env=env, log_path=tmp_path / "runner.log").start()
-    try:
-        assert await runner.wait(90) == 0, runner.log()[-4000:]
-    finally:
-        await runner.aclose()
+    runner = await site.run(job, timeout_s=90, extra={"MODELOPS_MEMORY_LIMIT": "1Gi"})
+    assert runner.returncode == 0, runner.log()[-4000:]
 
     events = await read_job_events(nats_client, job.job_id)
     completed = {e.task_id: e for e in events if isinstance(e, TaskCompleted)}
@@ -102,7 +83,7 @@ async def test_each_failure_kind_is_reported_and_the_rest_complete(
     assert garbage.failure == "infrastructure" and "cannot be decoded" in garbage.message
 
     result = pq.read_table(
-        io.BytesIO(await store.get_bytes(completed[noisy.task_id].outputs["result"]))
+        io.BytesIO(await site.blobs.get_bytes(completed[noisy.task_id].outputs["result"]))
     )
     assert result.to_pylist() == [{"megabytes": 50}]
     info = await nats_client.jetstream().consumer_info("MODELOPS_TASKS", job.consumer)

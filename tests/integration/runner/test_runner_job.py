@@ -11,16 +11,7 @@ from pathlib import Path
 import msgspec
 import pyarrow.parquet as pq
 import pytest
-from runner_jobkit import (
-    EXAMPLE_SIR,
-    QueuedJob,
-    RunnerProcess,
-    build_bundle,
-    completions,
-    queue_job,
-    read_job_events,
-    runner_env,
-)
+from runner_jobkit import EXAMPLE_SIR, JobSite, completions, read_job_events
 
 from modelops_contracts import LaunchOptions, ParameterSet, SimulationStudy
 from modelops_contracts.jobs import blob_keys
@@ -78,48 +69,27 @@ def _direct_result(params: dict, seed: int, scenario: str | None) -> dict:
     return instance.simulate({**params, **patch}, seed)
 
 
-async def _run_one_runner(
-    tmp_path: Path, env: dict[str, str], name: str, timeout_s: float = 90.0
-) -> RunnerProcess:
-    runner = await RunnerProcess(env=env, log_path=tmp_path / f"{name}.log").start()
-    try:
-        status = await runner.wait(timeout_s)
-    finally:
-        await runner.aclose()
-    assert status == 0, runner.log()[-4000:]
-    return runner
-
-
 async def test_sir_study_runs_to_completion_on_s3_and_a_registry(
     tmp_path: Path, nats_server, nats_client, oci_registry, s3_server, s3_store
 ) -> None:
     store_uri, store = s3_store
-    bundle_ref = build_bundle(
-        tmp_path / "sir",
-        {"model:StochasticSIR": "src/model.py"},
-        copy_from=EXAMPLE_SIR,
-        data=["data"],
-        store_location=oci_registry.host,
+    site = JobSite(
+        tmp_path,
+        nats_server.url,
+        bundle_store=oci_registry.host,
+        blob_uri=store_uri,
+        store=store,
+        s3=s3_server,
+    )
+    bundle_ref = site.bundle(
+        {"model:StochasticSIR": "src/model.py"}, project="sir", copy_from=EXAMPLE_SIR, data=["data"]
     )
     studies = [_study(None), _study("lockdown")]
     tasks = [t for s in studies for t in s.bind(bundle_ref).batches[0].tasks]
     assert len({t.task_id for t in tasks}) == len(tasks) == 12
-    job = await queue_job(
-        nats_client,
-        store,
-        bundle_ref=bundle_ref,
-        tasks=tasks,
-        options=LaunchOptions(task_timeout_s=60),
-    )
-    env = runner_env(
-        nats_url=nats_server.url,
-        job=job,
-        blob_store=store_uri,
-        bundle_store=oci_registry.host,
-        cache=tmp_path / "cache",
-        s3=s3_server,
-    )
-    runner = await _run_one_runner(tmp_path, env, "runner")
+    job = await site.queue(nats_client, tasks, options=LaunchOptions(task_timeout_s=60))
+    runner = await site.run(job, timeout_s=90)
+    assert runner.returncode == 0, runner.log()[-4000:]
 
     events = await read_job_events(nats_client, job.job_id)
     assert not [e for e in events if isinstance(e, TaskFailed)], runner.log()[-3000:]
@@ -160,9 +130,9 @@ async def test_sir_study_runs_to_completion_on_s3_and_a_registry(
     assert info.num_pending == 0 and info.num_ack_pending == 0
 
     # the same tasks in a new job: every result is reused, nothing runs again
-    again = await queue_job(nats_client, store, bundle_ref=bundle_ref, tasks=tasks)
-    env2 = {**env, "MODELOPS_JOB_ID": again.job_id, "MODELOPS_JOB_SPEC": again.spec_uri}
-    await _run_one_runner(tmp_path, env2, "runner-again")
+    again = await site.queue(nats_client, tasks)
+    rerun = await site.run(again, "runner-again", timeout_s=90)
+    assert rerun.returncode == 0, rerun.log()[-4000:]
     events2 = await read_job_events(nats_client, again.job_id)
     cached = [e for e in events2 if isinstance(e, TaskCompleted)]
     assert sorted(e.task_id for e in cached) == sorted(job.task_ids)
@@ -179,21 +149,12 @@ async def test_spec_for_a_deleted_consumer_exits_zero_without_pulling(
     tmp_path: Path, nats_server, nats_client
 ) -> None:
     """A runner started after its job was cancelled has nothing to do: exit 0 at once."""
-    store_dir = tmp_path / "blobs"
-    store = open_blob_store(f"file://{store_dir}")
-    job: QueuedJob = await queue_job(
-        nats_client,
-        store,
-        bundle_ref=f"127.0.0.1:1/never/pulled@sha256:{'a' * 64}",
-        tasks=[],
+    # nothing listens at the bundle store: a pull would fail
+    site = JobSite(tmp_path, nats_server.url, bundle_store="127.0.0.1:1")
+    job = await site.queue(
+        nats_client, [], bundle_ref=f"127.0.0.1:1/never/pulled@sha256:{'a' * 64}"
     )
     await nats_client.jetstream().delete_consumer("MODELOPS_TASKS", job.consumer)
-    env = runner_env(
-        nats_url=nats_server.url,
-        job=job,
-        blob_store=f"file://{store_dir}",
-        bundle_store="127.0.0.1:1",  # nothing listens: a pull would fail
-        cache=tmp_path / "cache",
-    )
-    runner = await _run_one_runner(tmp_path, env, "runner", timeout_s=30)
+    runner = await site.run(job, timeout_s=30)
+    assert runner.returncode == 0, runner.log()[-4000:]
     assert "runner.nothing_to_do" in runner.log()

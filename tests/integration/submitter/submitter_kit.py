@@ -12,9 +12,8 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,7 +53,6 @@ __all__ = [
     "settings_for",
     "sir_study",
     "submitter_env",
-    "wait_for",
     "with_options",
 ]
 
@@ -201,20 +199,6 @@ class EventWatch:
                 self.changed.clear()
                 await self.changed.wait()
         return found[0]
-
-
-async def wait_for(predicate: Callable[[], Any], *, within: float = 30.0, what: str = "") -> None:
-    """Poll `predicate` (sync or async) with a deadline."""
-    deadline = time.monotonic() + within
-    while True:
-        result = predicate()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {within}s waiting for {what or predicate}")
-        await asyncio.sleep(0.05)  # poll interval of a deadline wait
 
 
 async def read_table(store: BlobStore, key: str) -> pa.Table:

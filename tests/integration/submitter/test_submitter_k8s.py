@@ -34,10 +34,10 @@ from tests.integration.submitter.submitter_kit import (
     running_submitter,
     send,
     sir_study,
-    wait_for,
     with_options,
 )
 from tests.support.k8s_api import KubeApiTestServer
+from tests.support.waiting import wait_for
 
 NS = "modelops-test"
 SECRET = "modelops-s3"
@@ -120,7 +120,7 @@ async def test_200_tasks_through_an_indexed_job(
         assert pod.argv == (sys.executable, "-m", "modelops_runner")
         assert pod.env["AWS_ACCESS_KEY_ID"] and pod.env["MODELOPS_JOB_ID"] == job_id
         assert pod.env["JOB_COMPLETION_INDEX"] == str(pod.index)
-    await wait_for(lambda: all(process_start_time(p.pid) is None for p in pods), within=30)
+    await wait_for(lambda: all(process_start_time(p.pid) is None for p in pods), "pods to exit")
     with k8s.api_client() as api:
         status = client.BatchV1Api(api).read_namespaced_job_status(name, NS).status
     assert status.succeeded == 2
@@ -149,7 +149,7 @@ async def test_cancel_mid_run_deletes_the_job_and_purges_the_queue(
         (delete,) = k8s.requests_to("DELETE", f"/apis/batch/v1/namespaces/{NS}/jobs/{name}")
         assert delete.body["propagationPolicy"] == "Background"
         pods = k8s.pod_processes(NS, job=name)
-        await wait_for(lambda: all(process_start_time(p.pid) is None for p in pods), within=30)
+        await wait_for(lambda: all(process_start_time(p.pid) is None for p in pods), "pods to exit")
         js = bus.jetstream()
         info = await js.stream_info(TASKS_STREAM, subjects_filter=task_subject(job_id))
         assert not (info.state.subjects or {}).get(task_subject(job_id))

@@ -38,9 +38,9 @@ from tests.integration.submitter.submitter_kit import (
     send_raw,
     sir_study,
     submitter_env,
-    wait_for,
     with_options,
 )
+from tests.support.waiting import wait_for
 
 
 def runner_pids(settings: Settings, job_id: str) -> list[int]:
@@ -94,7 +94,7 @@ async def test_cancel_mid_run_stops_runners_purges_and_ignores_late_results(
             info = await js.consumer_info(EVENTS_STREAM, EVENTS_CONSUMER)
             return info.ack_floor.stream_seq >= ack.seq
 
-        await wait_for(processed, within=10, what="the tracker to consume the late event")
+        await wait_for(processed, "the tracker to consume the late event", timeout_s=10)
         assert await record_of(bus, job_id) == before
     assert not watch.matching(JobCompleted, job_id=job_id)
 
@@ -134,10 +134,10 @@ async def test_killing_the_submitter_mid_run_still_ends_with_exact_counts(
         async def recorded() -> bool:
             return (await record_of(bus, job_id))["state"] == "completed"
 
-        await wait_for(recorded, within=10, what="the job record to say completed")
+        await wait_for(recorded, "the job record to say completed", timeout_s=10)
         tasks = await read_table(blobs, f"jobs/{job_id}/results/tasks.parquet")
         assert tasks.num_rows == 200 and set(tasks.column("status").to_pylist()) == {"completed"}
-        await wait_for(lambda: all_gone(pids), within=30, what="the runner to exit")
+        await wait_for(lambda: all_gone(pids), "the runner to exit", timeout_s=30)
         assert '"event": "tracker.loaded"' in second.log() or "tracker.loaded" in second.log()
     finally:
         first.terminate()

@@ -26,9 +26,9 @@ from tests.integration.submitter.submitter_kit import (
     running_submitter,
     send,
     sir_study,
-    wait_for,
     with_options,
 )
+from tests.support.waiting import wait_for
 
 
 def _runner_pids(settings: Settings, job_id: str) -> list[int]:
@@ -61,8 +61,8 @@ async def test_200_tasks_locally_then_again_from_cache(
         assert not (info.state.subjects or {}).get(task_subject(job_id))
         await wait_for(
             lambda: all(process_start_time(p) is None for p in _runner_pids(settings, job_id)),
-            within=30,
-            what="runners to exit after draining the queue",
+            "runners to exit after draining the queue",
+            timeout_s=30,
         )
         logs = sorted(p.name for p in (settings.jobs_dir / job_id).glob("runner-*.log"))
         assert logs == ["runner-0.log", "runner-1.log"]
@@ -71,7 +71,7 @@ async def test_200_tasks_locally_then_again_from_cache(
             record = await (await bus.jetstream().key_value("modelops-jobs")).get(job_id)
             return json.loads(record.value)["state"] == "completed"
 
-        await wait_for(recorded, within=10, what="the job record to say completed")
+        await wait_for(recorded, "the job record to say completed", timeout_s=10)
 
         # the results tables: one row per task, and one row per output row, joined with keys
         job = study.bind(submitted.bundle_ref, job_id=job_id)

@@ -15,12 +15,13 @@ import tempfile
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import Self, TypeVar
 
 import structlog
 from aiohttp import web
 from kubernetes import client
+
+from modelops_runtime.processes import StartStop
 
 from .cluster import Cluster
 from .kubelet import KubeletConfig, PodProcessInfo
@@ -37,7 +38,7 @@ _T = TypeVar("_T")
 DEFAULT_IMAGE_ENV_KEYS = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR")
 
 
-class KubeApiTestServer:
+class KubeApiTestServer(StartStop):
     """A batch/v1 Job API server that runs each pod's command as a local process group.
 
     `workdir` holds pod logs (``pods/<ns>/<pod>/<container>.log``); a temporary one is
@@ -120,17 +121,6 @@ class KubeApiTestServer:
             shutil.rmtree(self._workdir, ignore_errors=True)
         if self._failure is not None:
             raise RuntimeError("KubeApiTestServer stopped with an error") from self._failure
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def _thread_main(self) -> None:
         try:

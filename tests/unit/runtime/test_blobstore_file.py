@@ -11,7 +11,6 @@ import asyncio
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -38,6 +37,7 @@ from modelops_runtime.blobstore import (
 )
 from modelops_runtime.blobstore.keys import TMP_PREFIX
 from modelops_runtime.blobstore.s3store import S3BlobStore
+from tests.support.waiting import wait_while_running
 
 # -- pure rules: keys, URIs, settings ----------------------------------------------------------
 
@@ -464,22 +464,6 @@ asyncio.run(open_blob_store(sys.argv[1]).put_file("jobs/big.bin", Path(sys.argv[
 """
 
 
-def _wait_until(condition, proc: subprocess.Popen[bytes], what: str, timeout: float = 20.0):
-    """Poll `condition` until truthy; the pause is a wait on the process, which must live."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = condition()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        try:
-            proc.wait(timeout=0.02)
-        except subprocess.TimeoutExpired:
-            continue
-        raise AssertionError(f"writer exited ({proc.returncode}) before {what}")
-
-
 def _open_fifo_for_writing(fifo: Path) -> int | None:
     try:
         fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)  # ENXIO until the reader has opened it
@@ -495,9 +479,11 @@ def _kill_a_writer_mid_write(store_uri: str, tmp_path: Path) -> list[Path]:
     os.mkfifo(fifo)
     proc = subprocess.Popen([sys.executable, "-c", _CRASHING_WRITER, store_uri, str(fifo)])
     try:
-        fd = _wait_until(lambda: _open_fifo_for_writing(fifo), proc, "the writer to open the fifo")
+        fd = wait_while_running(
+            lambda: _open_fifo_for_writing(fifo), proc, "the writer to open the fifo"
+        )
         os.write(fd, b"p" * (3 * _atomic.CHUNK))  # blocks until the writer has taken most of it
-        partial = _wait_until(
+        partial = wait_while_running(
             lambda: [p for p in _leftovers(tmp_path / "blobs") if p.stat().st_size > 0],
             proc,
             "a partial temporary file",

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import sys
-import time
 from pathlib import Path
 
 import kubernetes_validate
@@ -17,6 +15,7 @@ from modelops_submitter.launchers.base import LaunchRequest, runner_env, workers
 from modelops_submitter.launchers.kubernetes import job_manifest, job_name
 from modelops_submitter.launchers.local import LocalLauncher, process_start_time
 from modelops_submitter.settings import KubernetesSettings, Settings
+from tests.support.waiting import wait_for
 
 
 def settings(tmp_path: Path, **kw: object) -> Settings:
@@ -193,13 +192,6 @@ def _gone(pid: int) -> bool:
     return process_start_time(pid) is None
 
 
-async def _wait_for(predicate, within: float = 10.0) -> None:
-    deadline = time.monotonic() + within
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.02)  # polling with a deadline
-
-
 async def test_local_launcher_starts_logs_and_stops_whole_process_groups(tmp_path: Path) -> None:
     out = tmp_path / "out"
     out.mkdir()
@@ -217,14 +209,18 @@ async def test_local_launcher_starts_logs_and_stops_whole_process_groups(tmp_pat
     )
     await launcher.launch(req)
     await launcher.launch(req)  # idempotent: no second pair
-    await _wait_for(lambda: len(list(out.iterdir())) == 2)
+    await wait_for(lambda: len(list(out.iterdir())) == 2, "both runners to start", timeout_s=10)
     pids = []
     for f in sorted(out.iterdir()):
         runner, child, job = f.read_text().split()
         assert job == "job-l"
         pids += [int(runner), int(child)]
     assert sorted(f.name for f in out.iterdir()) == ["job-l-0", "job-l-1"]
-    await _wait_for(lambda: "runner up" in (tmp_path / "jobs/job-l/runner-0.log").read_text())
+    await wait_for(
+        lambda: "runner up" in (tmp_path / "jobs/job-l/runner-0.log").read_text(),
+        "runner 0 to log that it is up",
+        timeout_s=10,
+    )
     recorded = json.loads((tmp_path / "jobs/job-l/runners.json").read_text())["runners"]
     assert {r["pid"] for r in recorded} == set(pids[::2])
     await launcher.stop("job-l")
@@ -241,7 +237,7 @@ async def test_a_restarted_launcher_stops_runners_it_did_not_start(tmp_path: Pat
         job_id="job-m", runners=1, options=LaunchOptions(), env={"MODELOPS_JOB_ID": "job-m"}
     )
     await first.launch(req)
-    await _wait_for(lambda: len(list(out.iterdir())) == 1)
+    await wait_for(lambda: len(list(out.iterdir())) == 1, "the runner to start", timeout_s=10)
     runner, child, _ = next(out.iterdir()).read_text().split()
     second = LocalLauncher(
         tmp_path / "jobs", [sys.executable, "-c", SLEEPER], base_env=env, stop_grace_s=2.0
@@ -249,7 +245,9 @@ async def test_a_restarted_launcher_stops_runners_it_did_not_start(tmp_path: Pat
     await second.launch(req)  # sees the recorded live runner: starts nothing
     assert len(list(out.iterdir())) == 1
     await second.stop("job-m")
-    await _wait_for(lambda: _gone(int(runner)) and _gone(int(child)))
+    await wait_for(
+        lambda: _gone(int(runner)) and _gone(int(child)), "runner and child to exit", timeout_s=10
+    )
     await first.stop("job-m")  # reaps its child; nothing left to kill
     await first.close()
     await second.close()
@@ -268,7 +266,7 @@ async def test_close_stops_the_runners_this_launcher_started(tmp_path: Path) -> 
         job_id="job-c", runners=1, options=LaunchOptions(), env={"MODELOPS_JOB_ID": "job-c"}
     )
     await launcher.launch(req)
-    await _wait_for(lambda: len(list(out.iterdir())) == 1)
+    await wait_for(lambda: len(list(out.iterdir())) == 1, "the runner to start", timeout_s=10)
     assert await launcher.has_runners("job-c")
     runner, child, _ = next(out.iterdir()).read_text().split()
     await launcher.close()

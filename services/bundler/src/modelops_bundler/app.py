@@ -8,137 +8,75 @@ asked to stop, so the embedded stack can run it next to other services in one pr
 
 from __future__ import annotations
 
-import asyncio
+from collections.abc import Sequence
 
-import structlog
 from faststream import FastStream
-from faststream.nats.annotations import NatsMessage
 
-from modelops_contracts import BuildBundle, BundleFailed, Command, Event, ModelRegistered
+from modelops_contracts import BuildBundle, BundleFailed, Event, ModelRegistered
 from modelops_contracts.subjects import (
     COMMANDS_STREAM,
     EVENTS_STREAM,
     KV_BUNDLES,
     KV_MODELS,
     MODEL_EVENTS,
-    command_subject,
 )
-from modelops_runtime.consumer import Redelivery, consume, consume_event
-from modelops_runtime.faststream_glue import NatsDelivery, pull_subscriber, run_app
+from modelops_runtime.consumer_app import Consumers, ConsumerService
 
 from .bootstrap import Deps, open_deps
 from .errors import Rejected
 from .handlers import SOURCE, build_for_registration, on_build_bundle
 from .settings import Settings
 
-__all__ = ["Settings", "create_app", "serve"]
-
-log = structlog.get_logger(__name__)
+__all__ = ["SERVICE", "Settings", "create_app", "serve"]
 
 # Builds mostly wait on the store; a few at once overlap that without flooding it.
 _BATCH = 4
-# How long one pull waits for messages; bounds how long a stop waits for the pull to return.
-_PULL_TIMEOUT_S = 1.0
 
 
 def create_app(deps: Deps) -> FastStream:
     """The bundler app on `deps` (see bootstrap.open_deps)."""
     settings = deps.settings
-    broker = deps.broker
-    policy = Redelivery(max_deliver=settings.max_deliver, nak_delay_s=settings.nak_delay_s)
+    consumers = Consumers(deps, batch_size=_BATCH)
 
-    async def build(cmd: BuildBundle) -> list[Event]:
-        return list(
-            await on_build_bundle(cmd, models=deps.models, store=deps.store, index=deps.index)
-        )
+    async def build(cmd: BuildBundle) -> Sequence[Event]:
+        return await on_build_bundle(cmd, models=deps.models, store=deps.store, index=deps.index)
 
-    async def handle_command(cmd: Command) -> list[Event]:
-        assert isinstance(cmd, BuildBundle)  # consume() checked `accepts`
-        return await build(cmd)
-
-    @pull_subscriber(
-        broker,
-        command_subject(BuildBundle.kind),
-        stream=COMMANDS_STREAM,
-        durable=settings.durable,
-        settings=settings,
-        inbox=deps.pull_inbox,
-        batch_size=_BATCH,
-        pull_timeout_s=_PULL_TIMEOUT_S,
-    )
-    async def on_build_bundle_msg(msg: NatsMessage) -> None:
-        await consume(
-            NatsDelivery(msg),
-            accepts=(BuildBundle,),
-            handle=handle_command,
-            publish=deps.publish,
-            policy=policy,
-            source=SOURCE,
-        )
-
-    if settings.build_on_register:
-
-        async def handle_registration(event: Event) -> list[Event]:
-            assert isinstance(event, ModelRegistered)  # consume_event() checked `accepts`
-            cmd = build_for_registration(event, repository=settings.auto_repository)
-            try:
-                return await build(cmd)
-            except Rejected as exc:  # an event is never rejected: report the failed build
-                return [
-                    BundleFailed(
-                        id=f"{cmd.id}.failed",
-                        correlation_id=cmd.correlation_id,
-                        source=SOURCE,
-                        project=cmd.project,
-                        reason=str(exc),
-                    )
-                ]
-
-        @pull_subscriber(
-            broker,
-            f"{MODEL_EVENTS}.{ModelRegistered.kind}",
-            stream=EVENTS_STREAM,
-            durable=f"{settings.durable}-on-register",
-            settings=settings,
-            inbox=deps.pull_inbox,
-            batch_size=_BATCH,
-            pull_timeout_s=_PULL_TIMEOUT_S,
-        )
-        async def on_model_registered_msg(msg: NatsMessage) -> None:
-            await consume_event(
-                NatsDelivery(msg),
-                accepts=(ModelRegistered,),
-                handle=handle_registration,
-                publish=deps.publish,
-                policy=policy,
+    async def build_registered(event: ModelRegistered) -> Sequence[Event]:
+        cmd = build_for_registration(event, repository=settings.auto_repository)
+        try:
+            return await build(cmd)
+        except Rejected as exc:  # an event is never rejected: report the failed build
+            failed = BundleFailed(
+                id=f"{cmd.id}.failed",
+                correlation_id=cmd.correlation_id,
+                source=SOURCE,
+                project=cmd.project,
+                reason=str(exc),
             )
+            return [failed]
 
-    return FastStream(broker, logger=None)
-
-
-async def serve(
-    settings: Settings | None = None,
-    *,
-    stop: asyncio.Event | None = None,
-    ready: asyncio.Event | None = None,
-) -> None:
-    """Run the bundler until `stop` is set (forever if None); drain on the way out.
-
-    `ready` is set once the streams exist and the consumers are subscribed.
-    """
-    settings = settings or Settings.from_env()
-    async with open_deps(settings) as deps:
-        await run_app(
-            create_app(deps),
-            service="bundler",
-            nc=deps.nc,
-            js=deps.js,
-            streams=[COMMANDS_STREAM, EVENTS_STREAM],
-            kv=[KV_MODELS, KV_BUNDLES],
-            stop=stop,
-            ready=ready,
-            nats_url=settings.nats_url,
-            store=settings.bundle_store,
-            build_on_register=settings.build_on_register,
+    consumers.commands(BuildBundle, build, source=SOURCE)
+    if settings.build_on_register:
+        consumers.events(
+            ModelRegistered,
+            build_registered,
+            subject=f"{MODEL_EVENTS}.{ModelRegistered.kind}",
+            durable=f"{settings.durable}-on-register",
         )
-        log.info("bundler.stopped")
+    return consumers.app()
+
+
+SERVICE = ConsumerService(
+    name="bundler",
+    settings_from_env=Settings.from_env,
+    open_deps=open_deps,
+    create_app=create_app,
+    streams=(COMMANDS_STREAM, EVENTS_STREAM),
+    kv=(KV_MODELS, KV_BUNDLES),
+    started=lambda s: {
+        "nats_url": s.nats_url,
+        "store": s.bundle_store,
+        "build_on_register": s.build_on_register,
+    },
+)
+serve = SERVICE.serve

@@ -1,8 +1,8 @@
 """faststream for the services that consume JetStream: the broker, the durable pull subscriber
 and the NatsMessage seen as a consumer.Delivery.
 
-The only runtime module that imports faststream, so the rest of modelops_runtime (and the CLI)
-loads without it.
+With consumer_app (the services' wiring, built on this), the only runtime modules that import
+faststream, so the rest of modelops_runtime (and the CLI) loads without it.
 """
 
 from __future__ import annotations

@@ -112,10 +112,11 @@ async def _run_one(name: str, check: Check, timeout_s: float) -> CheckResult:
         return CheckResult(name, False, f"no answer within {timeout_s:g}s")
     except NotReady as exc:
         return CheckResult(name, False, str(exc) or "not ready")
-    # A probe answers for the process, so any error a check raises means "not ready": it is
-    # reported in the body and logged, never raised into the HTTP server.
+    # Broad on purpose: the boundary between the probe and checks services supply. Whatever a
+    # check raises means "not ready": reported in the body and logged with its traceback (an
+    # unexpected error is a bug in the check), never raised into the HTTP server.
     except Exception as exc:
-        log.warning("health.check_error", check=name, error=repr(exc))
+        log.warning("health.check_error", check=name, error=repr(exc), exc_info=True)
         return CheckResult(name, False, f"{type(exc).__name__}: {exc}")
     if result is False:
         return CheckResult(name, False, "not ready")

@@ -36,10 +36,12 @@ __all__ = [
     "LOCALHOST",
     "NATS_HINT",
     "ManagedProcess",
+    "ManagedServer",
     "NatsServer",
     "Probe",
     "ServerNotInstalled",
     "ServerStartError",
+    "StartStop",
     "find_executable",
     "free_port",
     "http_probe",
@@ -134,6 +136,31 @@ def http_probe(url: str, *, ok: Callable[[int], bool] = lambda status: status ==
     return probe
 
 
+class StartStop:
+    """`with thing:` starts it and stops it on the way out, whatever happened inside.
+
+    For anything with `start() -> Self` and an idempotent `stop()`: managed processes, the
+    servers built on them, and test doubles that run on a thread.
+    """
+
+    def start(self) -> Self:
+        raise NotImplementedError
+
+    def stop(self) -> object:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
 # Processes still running at interpreter exit are stopped, so a crashed caller leaks nothing.
 _live: weakref.WeakSet[ManagedProcess] = weakref.WeakSet()
 
@@ -144,7 +171,7 @@ def _stop_leftovers() -> None:
         proc.stop()
 
 
-class ManagedProcess:
+class ManagedProcess(StartStop):
     """One child process with a log file, a readiness probe and a guaranteed stop.
 
     `start()` returns once `ready()` is true, or raises ServerStartError (and stops the child)
@@ -277,19 +304,23 @@ class ManagedProcess:
         except (ProcessLookupError, PermissionError):  # group already empty
             pass
 
-    def __enter__(self) -> Self:
-        return self.start()
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+class ManagedServer(StartStop):
+    """A server whose `start()` builds and starts one ManagedProcess in `_process`; stopping
+    the server stops that process (idempotent, and a no-op before start)."""
+
+    _process: ManagedProcess | None = None
+
+    @property
+    def process(self) -> ManagedProcess | None:
+        return self._process
+
+    def stop(self) -> None:
+        if self._process is not None:
+            self._process.stop()
 
 
-class NatsServer:
+class NatsServer(ManagedServer):
     """`nats-server -js` on 127.0.0.1 with a file store: the embedded stack's bus and the tests'.
 
     Ports default to free ones. With the monitoring port (on unless `monitor=False`) readiness is
@@ -315,7 +346,6 @@ class NatsServer:
         self._log_dir = Path(log_dir) if log_dir else self.store_dir
         self._start_timeout_s = start_timeout_s
         self._stop_grace_s = stop_grace_s
-        self._process: ManagedProcess | None = None
 
     @property
     def url(self) -> str:
@@ -324,10 +354,6 @@ class NatsServer:
     @property
     def monitor_url(self) -> str | None:
         return f"http://{LOCALHOST}:{self.monitor_port}" if self.monitor_port else None
-
-    @property
-    def process(self) -> ManagedProcess | None:
-        return self._process
 
     def argv(self, binary: Path) -> list[str]:
         args = [str(binary)]
@@ -358,18 +384,3 @@ class NatsServer:
         )
         self._process.start()
         return self
-
-    def stop(self) -> None:
-        if self._process is not None:
-            self._process.stop()
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
