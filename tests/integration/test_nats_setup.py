@@ -6,6 +6,8 @@ import time
 
 import nats
 import pytest
+from nats.js.api import RetentionPolicy, StorageType, StreamConfig
+
 from modelops_contracts import subjects
 from modelops_runtime.nats_setup import (
     COMMAND_MAX_AGE_S,
@@ -21,7 +23,6 @@ from modelops_runtime.nats_setup import (
     stream_configs,
 )
 from modelops_runtime.processes import free_port
-from nats.js.api import RetentionPolicy, StorageType, StreamConfig
 
 DAY_S = 24 * 3600.0
 

@@ -15,6 +15,8 @@ import oras.oci
 import oras.provider
 import pytest
 from botocore.exceptions import ClientError
+from nats.js.api import ConsumerConfig, DeliverPolicy
+
 from modelops_contracts import CancelJob, decode_command, encode
 from modelops_contracts.subjects import COMMANDS_STREAM
 from modelops_runtime.nats_setup import ensure_jetstream
@@ -24,8 +26,6 @@ from modelops_runtime.processes import (
     ServerNotInstalled,
     ServerStartError,
 )
-from nats.js.api import ConsumerConfig, DeliverPolicy
-
 from tests.support.servers import OciRegistry, SeaweedS3
 
 # ----------------------------------------------------------------------------------- NATS

@@ -19,6 +19,8 @@ from collections.abc import Callable
 import nats.errors
 import nats.js.errors
 import structlog
+from nats.aio.msg import Msg
+
 from modelops_contracts import (
     BundleFailed,
     BundlePushed,
@@ -38,7 +40,6 @@ from modelops_contracts.subjects import (
     job_events_filter,
 )
 from modelops_runtime.nats_setup import NATS_HINT, connect
-from nats.aio.msg import Msg
 
 __all__ = ["BusError", "CommandNotStored", "NoAnswer", "answer_subjects", "request"]
 

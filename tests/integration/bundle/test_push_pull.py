@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 import structlog
+
 from modelops_bundle.errors import (
     IntegrityError,
     StoreAuthError,
@@ -28,7 +29,6 @@ from modelops_bundle.push import push_bundle, upload_missing_blobs
 from modelops_bundle.registry_file import dump_registry
 from modelops_bundle.stores import RegistryStore, open_store
 from modelops_runtime.processes import free_port
-
 from tests.support.servers import OciRegistry
 from tests.unit.bundle.oci_helpers import make_project, registry_for, write_big_file
 

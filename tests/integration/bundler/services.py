@@ -16,6 +16,7 @@ from types import TracebackType
 from typing import Any
 
 import pytest
+
 from modelops_bundler import app as bundler_app
 from modelops_registrar import app as registrar_app
 from modelops_runtime.processes import NatsServer

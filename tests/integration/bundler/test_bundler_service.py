@@ -8,6 +8,7 @@ from pathlib import Path
 
 import nats
 import pytest
+
 from modelops_bundle.push import upload_missing_blobs
 from modelops_bundle.stores import LayoutStore, RegistryStore
 from modelops_bundler import app as bundler_app
@@ -25,7 +26,6 @@ from modelops_contracts import (
 from modelops_contracts.subjects import KV_BUNDLES
 from modelops_registrar import app as registrar_app
 from modelops_runtime.processes import NatsServer
-
 from tests.integration.bundler.services import running_services
 from tests.support.servers import OciRegistry
 from tests.unit.bundle.oci_helpers import make_project

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import nats
 import pytest
+
 from modelops_cli.bus import request
 from modelops_contracts import (
     BuildBundle,

@@ -9,6 +9,7 @@ import json
 
 import nats
 import pytest
+
 from modelops_cli.bus import request
 from modelops_contracts import (
     CommandRejected,
@@ -24,7 +25,6 @@ from modelops_contracts import (
 from modelops_contracts.subjects import KV_MODELS, MODEL_EVENTS, REJECTED_EVENTS
 from modelops_registrar.app import Settings
 from modelops_runtime.processes import NatsServer
-
 from tests.integration.bundler.services import running_services
 
 pytestmark = pytest.mark.integration

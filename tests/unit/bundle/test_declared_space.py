@@ -9,7 +9,7 @@ import pytest
 from modelops_bundle.errors import ProjectError
 from modelops_bundle.registration import register_model
 
-MODEL = '''
+MODEL = """
 class SIR:
     parameters = {
         "beta": {"lower": 0.05, "upper": 1.0},
@@ -17,7 +17,7 @@ class SIR:
     }
     def simulate(self, params, seed):
         return {}
-'''
+"""
 
 
 def _project(tmp_path: Path, source: str) -> Path:
@@ -37,9 +37,12 @@ def test_declared_ranges_are_recorded_as_a_parameter_space(tmp_path: Path) -> No
 
 
 def test_names_only_declaration_has_no_space(tmp_path: Path) -> None:
-    root = _project(tmp_path, MODEL.replace('"beta": {"lower": 0.05, "upper": 1.0},', "").replace(
-        '"I0": {"lower": 1, "upper": 50, "kind": "int"},', ""
-    ).replace("parameters = {\n        \n        \n    }", 'parameters = ["beta"]'))
+    root = _project(
+        tmp_path,
+        MODEL.replace('"beta": {"lower": 0.05, "upper": 1.0},', "")
+        .replace('"I0": {"lower": 1, "upper": 50, "kind": "int"},', "")
+        .replace("parameters = {\n        \n        \n    }", 'parameters = ["beta"]'),
+    )
     reg = register_model(root, "model:SIR", "src/model.py", base=root)
     assert reg.entry.parameter_space is None
 

@@ -9,11 +9,12 @@ from pathlib import Path
 
 import msgspec
 import pytest
+from structlog.testing import capture_logs
+
 from modelops_bundle import hashing
 from modelops_bundle.digest_cache import DigestCache
 from modelops_bundle.errors import ProjectError
 from modelops_bundle.hashing import compute_file_digest
-from structlog.testing import capture_logs
 
 from .example_project import age
 

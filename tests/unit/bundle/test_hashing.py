@@ -9,6 +9,7 @@ import re
 from pathlib import Path
 
 import pytest
+
 from modelops_bundle.hashing import CHUNK_SIZE, compute_file_digest, digest_bytes, hash_open_file
 
 SMALL_CHUNK = 4096

@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 import pytest
+
 from modelops_bundle.errors import BundleError, BundleNotFound, IntegrityError, StoreError
 from modelops_bundle.oci import sha256_digest
 from modelops_bundle.stores import LayoutStore, RegistryStore, open_store, parse_location

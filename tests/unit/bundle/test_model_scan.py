@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
+
 from modelops_bundle.errors import ModelNotFound, ProjectError, UnsafePath
 from modelops_bundle.model_scan import import_root, imported_modules, scan_model
 

@@ -6,6 +6,7 @@ import json
 
 import msgspec
 import pytest
+
 from modelops_bundle.errors import BundleError, ModelNotFound, UnsafePath
 from modelops_bundle.oci import (
     ANNOTATION_TITLE,

@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
+
 from modelops_bundle.errors import ProjectError, UnsafePath
 from modelops_bundle.ignore import load_ignore_rules
 from modelops_bundle.project import (

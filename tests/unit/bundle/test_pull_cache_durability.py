@@ -9,13 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from modelops_bundle import materialize
 from modelops_bundle.oci import MARKER_FILENAME
 from modelops_bundle.pull import pull_bundle
 from modelops_bundle.push import push_bundle
 from modelops_bundle.registry_file import dump_registry
 from modelops_bundle.stores import LayoutStore
-
 from tests.unit.bundle.oci_helpers import make_project
 from tests.unit.bundle.test_push_pull_layout import CountingStore
 

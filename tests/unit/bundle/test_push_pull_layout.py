@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from modelops_bundle.errors import (
     BundleError,
     FilesChanged,
@@ -22,7 +23,6 @@ from modelops_bundle.pull import pull_bundle, read_bundle_index
 from modelops_bundle.push import MissingBlobs, publish_bundle, push_bundle, upload_missing_blobs
 from modelops_bundle.registry_file import dump_registry
 from modelops_bundle.stores import LayoutStore
-
 from tests.unit.bundle.oci_helpers import DEFAULT_FILES, make_project
 
 REPO = "demo/sir"

@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 
 import pytest
+
 from modelops_bundle import hashing
 from modelops_bundle.digest_cache import DigestCache
 from modelops_bundle.errors import ModelNotFound, ProjectError, UnsafePath

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from modelops_bundle.errors import ProjectError, UnsafePath
 from modelops_bundle.registry_file import (
     dump_registry,

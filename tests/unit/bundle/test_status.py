@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
+
 from modelops_bundle import hashing
 from modelops_bundle.errors import FilesChanged, ProjectError
 from modelops_bundle.pushes import KEEP, latest_push, push_history, record_push

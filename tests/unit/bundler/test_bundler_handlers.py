@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from modelops_bundle.oci import compose_bundle
 from modelops_bundle.push import upload_missing_blobs
 from modelops_bundle.registry_file import dump_registry
@@ -22,7 +23,6 @@ from modelops_contracts import (
     Registry,
 )
 from modelops_runtime.processes import free_port
-
 from tests.unit.bundle.oci_helpers import make_project
 
 from .fakes import MemoryBundleIndex, MemoryRegistries

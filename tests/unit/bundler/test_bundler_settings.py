@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from modelops_bundler.errors import SettingsError
 from modelops_bundler.records import digest_key, latest_key
 from modelops_bundler.settings import Settings

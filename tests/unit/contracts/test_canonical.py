@@ -10,8 +10,8 @@ import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from modelops_contracts import NotCanonical, canonical_bytes, domain_digest
 
+from modelops_contracts import NotCanonical, canonical_bytes, domain_digest
 from tests.golden import make_golden
 
 GOLDEN = json.loads((make_golden.GOLDEN_DIR / "canonical.json").read_text(encoding="utf-8"))

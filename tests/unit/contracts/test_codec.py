@@ -8,6 +8,7 @@ from typing import Any
 
 import msgspec
 import pytest
+
 from modelops_contracts import (
     CancelJob,
     InvalidMessage,

@@ -7,6 +7,7 @@ import re
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from modelops_contracts import Entrypoint, InvalidEntrypoint, InvalidMessage, parse_entrypoint
 from modelops_contracts.entrypoint import ENTRYPOINT_PATTERN
 

@@ -10,6 +10,7 @@ import msgspec
 import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
+
 from modelops_contracts import (
     InvalidMessage,
     NotCanonical,
@@ -20,7 +21,6 @@ from modelops_contracts import (
     task_id,
 )
 from modelops_contracts.hashing import MODEL_DOMAIN, PARAM_DOMAIN, TASK_DOMAIN
-
 from tests.golden import make_golden
 
 GOLDEN = json.loads((make_golden.GOLDEN_DIR / "ids.json").read_text(encoding="utf-8"))

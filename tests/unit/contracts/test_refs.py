@@ -8,6 +8,7 @@ import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from modelops_contracts import BundleRef, InvalidBundleRef, InvalidMessage, parse_bundle_ref
 from modelops_contracts.refs import BUNDLE_REF_PATTERN, DIGEST_PATTERN, Digest
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import msgspec
 import pytest
+
 from modelops_contracts import (
     InvalidMessage,
     ModelEntry,

@@ -16,6 +16,9 @@ import pyarrow.parquet as pq
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from scipy import stats
+from scipy.stats import qmc
+
 from modelops_contracts.domain import ParameterSet, ParameterSpace, ParameterSpec
 from modelops_contracts.sampling import (
     DuplicatePointsWarning,
@@ -30,8 +33,6 @@ from modelops_contracts.sampling import (
     random,
     sobol,
 )
-from scipy import stats
-from scipy.stats import qmc
 
 SAMPLERS = {"random": random, "sobol": sobol, "lhs": latin_hypercube}
 fast = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -10,6 +10,7 @@ from typing import Any
 
 import jsonschema
 import pytest
+
 from modelops_contracts import Message, encode
 from modelops_contracts.messages import COMMANDS, EVENTS
 from modelops_contracts.schema import message_schemas

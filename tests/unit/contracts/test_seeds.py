@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
+
 from modelops_contracts import SEED_MAX, InvalidMessage, derive_seed, derive_seeds, param_id
 from modelops_contracts.seeds import SEED_DOMAIN
-
 from tests.golden import make_golden
 
 GOLDEN = json.loads((make_golden.GOLDEN_DIR / "seeds.json").read_text(encoding="utf-8"))

@@ -13,6 +13,7 @@ import re
 
 import pytest
 import yaml
+
 from modelops_bundle.stores import parse_location
 
 from .kustomize import render

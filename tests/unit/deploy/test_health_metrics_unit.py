@@ -6,6 +6,8 @@ import asyncio
 
 import aiohttp
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
 from modelops_runtime import health, metrics
 from modelops_runtime.health import (
     HealthServer,
@@ -16,7 +18,6 @@ from modelops_runtime.health import (
     run_checks,
 )
 from modelops_runtime.metrics import Metrics, subject_kind
-from prometheus_client.parser import text_string_to_metric_families
 
 
 @pytest.mark.parametrize(

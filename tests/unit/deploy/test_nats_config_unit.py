@@ -10,6 +10,7 @@ import os
 import subprocess
 
 import pytest
+
 from modelops_runtime.processes import NATS_HINT, find_executable
 
 from .repo import DEPLOY, load_render_config

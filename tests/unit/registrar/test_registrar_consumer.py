@@ -6,6 +6,7 @@ import hashlib
 import json
 
 import pytest
+
 from modelops_contracts import (
     BuildBundle,
     CommandRejected,

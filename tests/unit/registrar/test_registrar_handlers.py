@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 
 import pytest
+
 from modelops_contracts import ModelEntry, RegisterModel, TrackedFile
 from modelops_registrar.errors import Rejected, Transient
 from modelops_registrar.handlers import on_register_model

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from modelops_registrar.errors import SettingsError
 from modelops_registrar.settings import Settings
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+
 from modelops_contracts import blob_keys
 from modelops_contracts.messages import TaskCompleted
 from modelops_runner.errors import EnqueueStalled
-
 from tests.unit.runner.test_loop import JOB, make_world, sim_task, until
 
 MARKER = blob_keys.job_enqueued(JOB)

@@ -13,9 +13,7 @@ from modelops_submitter.launchers.local import LocalLauncher
 
 async def test_launch_again_after_all_runners_exited_starts_new_ones(tmp_path: Path) -> None:
     launcher = LocalLauncher(tmp_path / "jobs", [sys.executable, "-c", "print('runner ran')"])
-    req = LaunchRequest(
-        job_id="job-r", runners=1, options=LaunchOptions(runners=1), env={"X": "1"}
-    )
+    req = LaunchRequest(job_id="job-r", runners=1, options=LaunchOptions(runners=1), env={"X": "1"})
     await launcher.launch(req)
     assert await launcher.wait("job-r") == [0]
     assert not await launcher.has_runners("job-r")

@@ -20,6 +20,16 @@ from typing import Any
 
 import structlog
 import typer
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+from rich.table import Table
+
 from modelops_bundle.errors import FilesChanged
 from modelops_bundle.oci import compose_bundle
 from modelops_bundle.push import UploadReport, publish_bundle, upload_missing_blobs
@@ -43,15 +53,6 @@ from modelops_contracts import (
 )
 from modelops_contracts.messages import new_message_id
 from modelops_runtime.logging import configure_logging
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
-from rich.table import Table
 
 from .. import console
 from ..bus import request

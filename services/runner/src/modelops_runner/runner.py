@@ -10,8 +10,8 @@ The loop ends when a fetch comes back empty, nothing is held here, the consumer 
 pending or awaiting ack (survivors wait for a crashed runner's tasks to be redelivered), and
 the submitter has said every task is queued (`drained`; runners start while it still
 enqueues, see JobSpec.enqueued_marker); when the consumer is deleted (`cancelled`: running
-tasks are stopped); or after `stop()` (SIGTERM: queued messages are nak'ed at once, running tasks get
-`shutdown_grace_s` to finish, then they are interrupted and nak'ed).
+tasks are stopped); or after `stop()` (SIGTERM: queued messages are nak'ed at once, running
+tasks get `shutdown_grace_s` to finish, then they are interrupted and nak'ed).
 """
 
 from __future__ import annotations

@@ -27,6 +27,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 import structlog
+
 from modelops_contracts import Entrypoint, parse_entrypoint
 
 from .errors import ModelNotFound, ProjectError

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Annotated, Literal
 
 import msgspec
+
 from modelops_contracts import (
     InvalidMessage,
     Registry,

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
 import structlog
+
 from modelops_contracts import check_relative_path
 from modelops_contracts.errors import InvalidMessage
 

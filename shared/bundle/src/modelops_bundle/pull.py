@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 
 import structlog
+
 from modelops_contracts import BundleRef, parse_bundle_ref
 
 from .errors import BundleError, IntegrityError

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import structlog
+
 from modelops_contracts import Registry, TrackedFile, parse_bundle_ref
 
 from .errors import BundleNotFound, FilesChanged

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import msgspec
 import structlog
+
 from modelops_contracts import parse_bundle_ref
 from modelops_contracts.refs import Digest
 

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import msgspec
 import structlog
+
 from modelops_contracts import (
     ModelEntry,
     ParameterSpace,
@@ -291,5 +292,7 @@ def _declared_space(ranges: dict[str, dict] | None) -> ParameterSpace | None:
     except (TypeError, ValueError) as exc:
         raise ProjectError(
             f"the model's declared parameters are not valid ranges: {exc}",
-            hint="declare parameters = {'beta': {'lower': 0.1, 'upper': 0.5, 'kind': 'float'}, ...}",
+            hint=(
+                "declare parameters = {'beta': {'lower': 0.1, 'upper': 0.5, 'kind': 'float'}, ...}"
+            ),
         ) from exc

@@ -18,6 +18,7 @@ from typing import Any
 import msgspec
 import structlog
 import yaml
+
 from modelops_contracts import ModelEntry, Registry
 from modelops_contracts.errors import InvalidMessage
 

@@ -16,6 +16,7 @@ from pathlib import Path, PurePosixPath
 from typing import Literal
 
 import structlog
+
 from modelops_contracts import ModelEntry, Registry, TrackedFile
 
 from .digest_cache import DigestCache

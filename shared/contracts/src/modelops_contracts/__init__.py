@@ -101,6 +101,6 @@ __all__ = [
     "task_id",
 ]
 
-from .jobs import JobRecord, JobSpec, JobState, blob_keys  # noqa: E402
+from .jobs import JobRecord, JobSpec, JobState, blob_keys
 
 __all__ += ["JobRecord", "JobSpec", "JobState", "blob_keys"]

@@ -49,7 +49,9 @@ def normalize(value: Any, _path: str = "$") -> Any:
         return _check_text(value, _path)
     if isinstance(value, int):
         if not _INT64_MIN <= value <= _INT64_MAX:
-            raise NotCanonical(f"integer at {_path} is outside the signed 64-bit range", field=_path)
+            raise NotCanonical(
+                f"integer at {_path} is outside the signed 64-bit range", field=_path
+            )
         return value
     if isinstance(value, float):
         if math.isnan(value) or math.isinf(value):

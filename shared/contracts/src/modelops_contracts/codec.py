@@ -56,8 +56,13 @@ def _field_of(text: str) -> tuple[str, str | None]:
         path = f"{path}.{missing['name']}".lstrip(".")
         reason = "required field is missing"
     rx = _REGEX_RE.search(reason)
-    if rx and (rx["rx"].encode().decode("unicode_escape") in _PATTERN_NAMES or rx["rx"] in _PATTERN_NAMES):
-        reason = _PATTERN_NAMES.get(rx["rx"]) or _PATTERN_NAMES[rx["rx"].encode().decode("unicode_escape")]
+    if rx and (
+        rx["rx"].encode().decode("unicode_escape") in _PATTERN_NAMES or rx["rx"] in _PATTERN_NAMES
+    ):
+        reason = (
+            _PATTERN_NAMES.get(rx["rx"])
+            or _PATTERN_NAMES[rx["rx"].encode().decode("unicode_escape")]
+        )
     return reason, path or None
 
 
@@ -65,7 +70,13 @@ def _non_finite_path(value: Any, path: str = "") -> str | None:
     """Where a NaN/Infinity sits in JSON that only Python's lenient parser accepts."""
     if isinstance(value, float) and not math.isfinite(value):
         return path or "$"
-    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    items = (
+        value.items()
+        if isinstance(value, dict)
+        else enumerate(value)
+        if isinstance(value, list)
+        else ()
+    )
     for key, item in items:
         found = _non_finite_path(item, f"{path}.{key}".lstrip("."))
         if found:
@@ -101,9 +112,13 @@ def decode(data: bytes | str, type_: type[T]) -> T:
         cause = exc.__cause__ or exc.__context__
         if isinstance(cause, ContractError) and getattr(cause, "field", None):
             inner = cause.field
-            field = f"{field}.{inner}" if field and not inner.startswith(field) else (field or inner)
+            field = (
+                f"{field}.{inner}" if field and not inner.startswith(field) else (field or inner)
+            )
         where = f" at '{field}'" if field else ""
-        raise InvalidMessage(f"invalid {getattr(type_, '__name__', 'message')}{where}: {reason}", field=field) from exc
+        raise InvalidMessage(
+            f"invalid {getattr(type_, '__name__', 'message')}{where}: {reason}", field=field
+        ) from exc
     except msgspec.DecodeError as exc:
         field = _locate_non_finite(data)
         if field:

@@ -43,9 +43,15 @@ __all__ = [
 
 Scalar = bool | int | float | str
 JOB_ID_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$(?!\n)"  # `(?!\n)`: see entrypoint.py
-JobId = Annotated[str, msgspec.Meta(pattern=JOB_ID_PATTERN, description="lowercase DNS label, ≤ 40 chars")]
-EntrypointStr = Annotated[str, msgspec.Meta(pattern=ENTRYPOINT_PATTERN, description="package.module:Class[/scenario]")]
-BundleRefStr = Annotated[str, msgspec.Meta(pattern=BUNDLE_REF_PATTERN, description="host[:port]/repo@sha256:<64 hex>")]
+JobId = Annotated[
+    str, msgspec.Meta(pattern=JOB_ID_PATTERN, description="lowercase DNS label, ≤ 40 chars")
+]
+EntrypointStr = Annotated[
+    str, msgspec.Meta(pattern=ENTRYPOINT_PATTERN, description="package.module:Class[/scenario]")
+]
+BundleRefStr = Annotated[
+    str, msgspec.Meta(pattern=BUNDLE_REF_PATTERN, description="host[:port]/repo@sha256:<64 hex>")
+]
 Seed = Annotated[int, msgspec.Meta(ge=0, le=SEED_MAX)]
 _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
 _QUANTITY_RE = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi|T|Ti)?\Z")
@@ -71,7 +77,9 @@ class ParameterSpec(msgspec.Struct, frozen=True, kw_only=True):
         if not (math.isfinite(self.lower) and math.isfinite(self.upper)):
             raise ValueError(f"parameter {self.name!r}: bounds must be finite")
         if self.lower > self.upper or (self.kind == "float" and self.lower == self.upper):
-            raise ValueError(f"parameter {self.name!r}: lower {self.lower} must be below upper {self.upper}")
+            raise ValueError(
+                f"parameter {self.name!r}: lower {self.lower} must be below upper {self.upper}"
+            )
         if self.kind == "int" and (self.lower != int(self.lower) or self.upper != int(self.upper)):
             raise ValueError(f"parameter {self.name!r}: int bounds must be whole numbers")
         if self.log and self.lower <= 0:
@@ -81,9 +89,13 @@ class ParameterSpec(msgspec.Struct, frozen=True, kw_only=True):
         """Raise InvalidMessage if `value` is not of this kind or outside the range."""
         field = f"params.{self.name}"
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise InvalidMessage(f"parameter {self.name!r} must be a number, got {value!r}", field=field)
+            raise InvalidMessage(
+                f"parameter {self.name!r} must be a number, got {value!r}", field=field
+            )
         if self.kind == "int" and not isinstance(value, int):
-            raise InvalidMessage(f"parameter {self.name!r} is an int parameter, got {value!r}", field=field)
+            raise InvalidMessage(
+                f"parameter {self.name!r} is an int parameter, got {value!r}", field=field
+            )
         if not self.lower <= value <= self.upper:
             raise InvalidMessage(
                 f"parameter {self.name!r} = {value!r} is outside [{self.lower}, {self.upper}]",
@@ -120,7 +132,8 @@ class ParameterSpace(msgspec.Struct, frozen=True, kw_only=True):
         unknown = sorted(set(params) - set(self.names))
         if unknown:
             raise InvalidMessage(
-                f"unknown parameter(s) {', '.join(unknown)}; the model declares {', '.join(self.names)}",
+                f"unknown parameter(s) {', '.join(unknown)}; "
+                f"the model declares {', '.join(self.names)}",
                 field="params",
             )
         missing = [n for n in self.names if n not in params]
@@ -185,7 +198,9 @@ class Resources(msgspec.Struct, frozen=True, kw_only=True):
     def __post_init__(self) -> None:
         for name in ("cpu", "memory"):
             if not _QUANTITY_RE.match(getattr(self, name)):
-                raise ValueError(f"{name} {getattr(self, name)!r} is not a Kubernetes quantity like '2' or '4Gi'")
+                raise ValueError(
+                    f"{name} {getattr(self, name)!r} is not a Kubernetes quantity like '2' or '4Gi'"
+                )
 
 
 class SimBatch(msgspec.Struct, frozen=True, kw_only=True):
@@ -207,11 +222,15 @@ class SimJob(msgspec.Struct, frozen=True, kw_only=True):
 
     def __post_init__(self) -> None:
         if not re.match(JOB_ID_PATTERN, self.job_id):
-            raise ValueError(f"job_id {self.job_id!r} must be a lowercase DNS label of at most 40 chars")
+            raise ValueError(
+                f"job_id {self.job_id!r} must be a lowercase DNS label of at most 40 chars"
+            )
         seen: dict[str, int] = {}
         for i, task in enumerate(self.tasks()):
             if task.bundle_ref != self.bundle_ref:
-                raise ValueError(f"task #{i} uses bundle {task.bundle_ref}, the job {self.bundle_ref}")
+                raise ValueError(
+                    f"task #{i} uses bundle {task.bundle_ref}, the job {self.bundle_ref}"
+                )
             if task.task_id in seen:
                 raise ValueError(f"task #{i} repeats task #{seen[task.task_id]} (same task_id)")
             seen[task.task_id] = i
@@ -228,7 +247,9 @@ class SimJob(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class SimulationStudy(msgspec.Struct, frozen=True, kw_only=True):
-    """An experimental design: parameter sets × replicates for one model, with no bundle yet."""
+    # The multiplication sign stays: msgspec publishes this docstring as the description in
+    # the committed schema shared/contracts/schemas/modelops.cmd.submit_job.json.
+    """An experimental design: parameter sets × replicates for one model, with no bundle yet."""  # noqa: RUF002
 
     model: EntrypointStr
     parameter_sets: list[ParameterSet]
@@ -284,7 +305,8 @@ class SimulationStudy(msgspec.Struct, frozen=True, kw_only=True):
                     ) from exc
             if ps.param_id in seen:
                 raise InvalidMessage(
-                    f"parameter set #{i} repeats #{seen[ps.param_id]}; use n_replicates for repeats",
+                    f"parameter set #{i} repeats #{seen[ps.param_id]}; "
+                    "use n_replicates for repeats",
                     field=f"parameter_sets.{i}",
                 )
             seen[ps.param_id] = i
@@ -308,12 +330,14 @@ class SimulationStudy(msgspec.Struct, frozen=True, kw_only=True):
         resources: Resources | None = None,
         metadata: Mapping[str, str] | None = None,
     ) -> SimJob:
-        """Pin this study to one bundle: one SimBatch of n_sets × n_replicates SimTasks."""
+        """Pin this study to one bundle: one SimBatch of n_sets x n_replicates SimTasks."""
         ref = str(parse_bundle_ref(bundle_ref))
         entrypoint = self.entrypoint
         tasks = []
         for ps in self.parameter_sets:
-            for rep, seed in enumerate(derive_seeds(self.base_seed, ps.param_id, self.n_replicates)):
+            for rep, seed in enumerate(
+                derive_seeds(self.base_seed, ps.param_id, self.n_replicates)
+            ):
                 tasks.append(
                     SimTask(
                         bundle_ref=ref,
@@ -328,7 +352,11 @@ class SimulationStudy(msgspec.Struct, frozen=True, kw_only=True):
         return SimJob(
             job_id=new_job_id() if job_id is None else job_id,  # '' is an error, not 'new'
             bundle_ref=ref,
-            batches=[SimBatch(batch_id=f"{self.name}-0", sampling_method=self.sampling_method, tasks=tasks)],
+            batches=[
+                SimBatch(
+                    batch_id=f"{self.name}-0", sampling_method=self.sampling_method, tasks=tasks
+                )
+            ],
             resources=resources or Resources(),
             metadata={"study": self.name, **dict(self.metadata), **dict(metadata or {})},
         )

@@ -19,7 +19,9 @@ _SCENARIO = r"[A-Za-z0-9_][A-Za-z0-9_.\-]*"
 # Python's `$` also matches before a final "\n"; `(?!\n)` makes it the true end of the text
 # (schema.py drops it on export, where ECMA-262 `$` already means that).
 ENTRYPOINT_PATTERN = rf"^{_IDENT}(\.{_IDENT})*:{_IDENT}(/{_SCENARIO})?$(?!\n)"
-_RE = re.compile(rf"^(?P<module>{_IDENT}(?:\.{_IDENT})*):(?P<cls>{_IDENT})(?:/(?P<scenario>{_SCENARIO}))?\Z")
+_RE = re.compile(
+    rf"^(?P<module>{_IDENT}(?:\.{_IDENT})*):(?P<cls>{_IDENT})(?:/(?P<scenario>{_SCENARIO}))?\Z"
+)
 
 
 class Entrypoint(msgspec.Struct, frozen=True, kw_only=True):
@@ -59,5 +61,8 @@ def parse_entrypoint(text: str) -> Entrypoint:
     raise InvalidEntrypoint(
         f"entrypoint {text!r} {problem}",
         field="entrypoint",
-        hint="write it as package.module:Class or package.module:Class/scenario, e.g. model:StochasticSIR",
+        hint=(
+            "write it as package.module:Class or package.module:Class/scenario, "
+            "e.g. model:StochasticSIR"
+        ),
     )

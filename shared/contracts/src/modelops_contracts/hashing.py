@@ -62,5 +62,9 @@ def model_digest(
     """`sha256:<hex>` of a registered model: its entrypoint and every (path, file digest)."""
     return domain_digest(
         MODEL_DOMAIN,
-        {"entrypoint": entrypoint, "code": sorted(map(list, code)), "data": sorted(map(list, data))},
+        {
+            "entrypoint": entrypoint,
+            "code": sorted(map(list, code)),
+            "data": sorted(map(list, data)),
+        },
     )

@@ -64,7 +64,7 @@ class JobRecord(msgspec.Struct, frozen=True, kw_only=True):
         return self.state in TERMINAL_STATES
 
 
-class blob_keys:  # noqa: N801 - a namespace of key builders, read as blob_keys.result_done(...)
+class blob_keys:  # lowercase on purpose: a namespace of key builders, blob_keys.result_done(...)
     """Blob store layout. Results are keyed by task_id alone, so any job reuses them."""
 
     @staticmethod

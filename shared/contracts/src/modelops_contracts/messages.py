@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import uuid
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, ClassVar, Literal
 
 import msgspec
 
@@ -19,7 +19,13 @@ from .domain import BundleRefStr, JobId, Resources, SimJob, SimulationStudy
 from .errors import InvalidMessage
 from .refs import Digest
 from .registry import ModelEntry, Registry
-from .subjects import BUNDLE_EVENTS, MODEL_EVENTS, REJECTED_EVENTS, command_subject, job_event_subject
+from .subjects import (
+    BUNDLE_EVENTS,
+    MODEL_EVENTS,
+    REJECTED_EVENTS,
+    command_subject,
+    job_event_subject,
+)
 
 __all__ = [
     "BuildBundle",
@@ -234,7 +240,14 @@ class TaskCompleted(_JobEvent, frozen=True, kw_only=True, tag="modelops.evt.task
 
 
 TaskFailureKind = Literal[
-    "model_error", "timeout", "crashed", "signal", "oom", "bad_output", "import_error", "infrastructure"
+    "model_error",
+    "timeout",
+    "crashed",
+    "signal",
+    "oom",
+    "bad_output",
+    "import_error",
+    "infrastructure",
 ]
 
 

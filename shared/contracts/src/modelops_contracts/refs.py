@@ -17,9 +17,15 @@ __all__ = ["DIGEST_PATTERN", "BundleRef", "Digest", "parse_bundle_ref"]
 
 # `$(?!\n)`: Python's `$` alone also accepts a trailing newline (see entrypoint.py).
 DIGEST_PATTERN = r"^sha256:[0-9a-f]{64}$(?!\n)"
-Digest = Annotated[str, msgspec.Meta(pattern=DIGEST_PATTERN, description="sha256:<64 lowercase hex>")]
+Digest = Annotated[
+    str, msgspec.Meta(pattern=DIGEST_PATTERN, description="sha256:<64 lowercase hex>")
+]
 
-_HOST = r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*(?::[0-9]{1,5})?"
+_HOST = (
+    r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)"  # first label
+    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*"  # more dot-separated labels
+    r"(?::[0-9]{1,5})?"  # optional port
+)
 _REPO = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*"
 BUNDLE_REF_PATTERN = rf"^{_HOST}/{_REPO}@sha256:[0-9a-f]{{64}}$(?!\n)"
 _RE = re.compile(rf"^(?P<host>{_HOST})/(?P<repo>{_REPO})@(?P<digest>sha256:[0-9a-f]{{64}})\Z")

@@ -88,7 +88,9 @@ class ModelEntry(msgspec.Struct, frozen=True, kw_only=True, dict=True):
         if dupes:
             raise ValueError(f"model {self.id!r} tracks {', '.join(dupes)} more than once")
         if self.path not in {f.path for f in self.code}:
-            raise ValueError(f"model {self.id!r}: its file {self.path!r} must be among its code files")
+            raise ValueError(
+                f"model {self.id!r}: its file {self.path!r} must be among its code files"
+            )
 
     @property
     def files(self) -> list[TrackedFile]:
@@ -130,4 +132,6 @@ class Registry(msgspec.Struct, frozen=True, kw_only=True):
         return dict(sorted(out.items()))
 
     def with_model(self, entry: ModelEntry) -> Registry:
-        return Registry(version=self.version, project=self.project, models={**self.models, entry.id: entry})
+        return Registry(
+            version=self.version, project=self.project, models={**self.models, entry.id: entry}
+        )

@@ -52,7 +52,10 @@ def write_schemas(outdir: Path) -> list[Path]:
         path = outdir / f"{tag}.json"
         path.write_text(json.dumps(schema, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         written.append(path)
-    index = {"commands": [c.__struct_config__.tag for c in COMMANDS], "events": [e.__struct_config__.tag for e in EVENTS]}
+    index = {
+        "commands": [c.__struct_config__.tag for c in COMMANDS],
+        "events": [e.__struct_config__.tag for e in EVENTS],
+    }
     (outdir / "index.json").write_text(json.dumps(index, indent=2) + "\n", encoding="utf-8")
     return written
 

@@ -22,11 +22,12 @@ from typing import Literal, Self, get_args
 import nats.errors
 import nats.js.errors
 import structlog
-from modelops_contracts import subjects
-from modelops_contracts.messages import COMMANDS, EVENTS
 from nats.js import JetStreamContext
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from modelops_contracts import subjects
+from modelops_contracts.messages import COMMANDS, EVENTS
 
 __all__ = [
     "CONTENT_TYPE",

@@ -22,7 +22,6 @@ import nats
 import nats.errors
 import nats.js.errors
 import structlog
-from modelops_contracts import subjects
 from nats.js import JetStreamContext
 from nats.js.api import (
     DiscardPolicy,
@@ -31,6 +30,8 @@ from nats.js.api import (
     StorageType,
     StreamConfig,
 )
+
+from modelops_contracts import subjects
 
 __all__ = [
     "COMMAND_MAX_AGE_S",
