@@ -45,14 +45,15 @@ _SAMPLE_S = 0.1
 
 @dataclass(frozen=True)
 class JobRun:
-    """What one job took: seconds from sending SubmitJob to its first TaskCompleted and to
-    JobCompleted, and the job's final counts."""
+    """What one job took: seconds from sending SubmitJob to its first and last TaskCompleted
+    and to JobCompleted (the gap is the results table), and the job's final counts."""
 
     n_tasks: int
     first_task_s: float
     total_s: float
     completed: int
     failed: int
+    last_task_s: float = 0.0
 
 
 @dataclass
@@ -138,12 +139,14 @@ async def _run(
     cfg = stack.config
     nc = await connect(cfg.require_nats_url(), name="bench-e2e-events")
     first: dict[str, float] = {}
+    last: dict[str, float] = {}
     done: dict[str, JobCompleted] = {}
     got_done = asyncio.Event()
 
     async def on_first(msg) -> None:
-        job = msg.subject.split(".")[3]
-        first.setdefault(job, time.perf_counter())
+        job, now = msg.subject.split(".")[3], time.perf_counter()
+        first.setdefault(job, now)
+        last[job] = now
 
     async def on_done(msg) -> None:
         event = decode_event(msg.data)
@@ -184,6 +187,7 @@ async def _run(
     return JobRun(
         n_tasks=answer.n_tasks,
         first_task_s=first.get(job_id, t_end) - t0,
+        last_task_s=last.get(job_id, t_end) - t0,
         total_s=t_end - t0,
         completed=event.completed,
         failed=event.failed,
@@ -201,5 +205,6 @@ def run_study(
         study=sim.name,
         seconds=round(run.total_s, 3),
         first_task_s=round(run.first_task_s, 3),
+        last_task_s=round(run.last_task_s, 3),
     )
     return run

@@ -176,7 +176,6 @@ async def bootstrap(
             queue=queue,
             clock=clock,
             progress_interval_s=settings.progress_interval_s,
-            results_concurrency=settings.results_concurrency,
         )
         runtime_closers.append(tracking.close)
     except BaseException:

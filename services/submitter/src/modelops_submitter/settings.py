@@ -143,7 +143,6 @@ class Settings:
     # Enqueue: publishes in flight before waiting for PubAcks (bounded memory, pipelined).
     publish_max_pending: int = 2048
     progress_interval_s: float = 0.5  # at most 2 JobProgress per second per job
-    results_concurrency: int = 16  # output reads in flight while writing results tables
     kubernetes: KubernetesSettings = field(default_factory=KubernetesSettings)
 
     def __post_init__(self) -> None:

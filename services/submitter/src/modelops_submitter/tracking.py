@@ -63,7 +63,6 @@ class Tracking:
         queue: TaskQueue,
         clock: Clock,
         progress_interval_s: float = 0.5,
-        results_concurrency: int = 16,
         finalize_attempts: int = 5,
         retry_delay_s: float = 1.0,
     ) -> None:
@@ -73,7 +72,6 @@ class Tracking:
         self.queue = queue
         self.clock = clock
         self.progress_interval_s = progress_interval_s
-        self.results_concurrency = results_concurrency
         self.finalize_attempts = finalize_attempts
         self.retry_delay_s = retry_delay_s
         self.trackers: dict[str, JobTracker] = {}
@@ -254,9 +252,7 @@ class Tracking:
         if record is not None and record.terminal:
             log.info("job.already_over", job_id=job_id, state=record.state)
             return
-        results_uri = await write_results(
-            self.blobs, job_id, tracker, concurrency=self.results_concurrency
-        )
+        results_uri = await write_results(self.blobs, job_id, tracker)
         completed = tracker.completion(self.clock(), results_uri=results_uri)
         await self.events.publish(completed)
         await self.jobs.update(
