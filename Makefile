@@ -13,6 +13,7 @@ demo: setup
 test:
 	@scripts/setup --test-servers
 	$(BIN)/lint-imports
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 	$(BIN)/pytest
 
 test-unit: setup

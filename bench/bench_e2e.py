@@ -83,7 +83,7 @@ def _workloads(args: BenchArgs) -> list[Workload]:
             slow,
             SIR_PARAMS,
             sizes["sir500"],
-            task_seconds(src, SIR, slow, SIR_PARAMS, calls=3),
+            task_seconds(src, SIR, slow, SIR_PARAMS, calls=8),
         ),
     ]
 
