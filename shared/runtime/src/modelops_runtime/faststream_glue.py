@@ -8,8 +8,9 @@ faststream, so the rest of modelops_runtime (and the CLI) loads without it.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -18,7 +19,9 @@ from faststream import AckPolicy, FastStream
 from faststream.nats import ConsumerConfig, JStream, NatsBroker, PullSub
 from faststream.nats.annotations import NatsMessage
 from faststream.nats.security import NatsCredentials, NatsSecurity, NatsUserPassword
+from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.api import AckPolicy as JsAckPolicy
+from nats.js.client import JetStreamContext
 
 from modelops_runtime.health import health_server_from_env, jetstream_ready_check, nats_ready_check
 from modelops_runtime.service import NatsSettings, inbox_prefix
@@ -30,9 +33,39 @@ __all__ = [
     "pull_inbox",
     "pull_subscriber",
     "run_app",
+    "with_nats_fetch_timeout",
 ]
 
 log = structlog.get_logger(__name__)
+
+
+def with_nats_fetch_timeout(fetch: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    """`fetch`, raising nats.errors.TimeoutError where it raised a plain asyncio TimeoutError.
+
+    nats-py's PullSubscription.fetch raises the plain one on one path (the lingering request
+    whose deadline is already spent) and its own subclass elsewhere; faststream's pull loop
+    only expects nats-py's, so under load an empty fetch made it log an error with a traceback
+    and restart the loop. The subclass is still a TimeoutError for everyone else.
+    """
+    if getattr(fetch, "__modelops_wrapped__", False):
+        return fetch
+
+    @functools.wraps(fetch)
+    async def fetch_with_nats_timeout(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return await fetch(*args, **kwargs)
+        except NatsTimeoutError:
+            raise
+        except TimeoutError as exc:
+            raise NatsTimeoutError() from exc
+
+    fetch_with_nats_timeout.__modelops_wrapped__ = True  # type: ignore[attr-defined]
+    return fetch_with_nats_timeout
+
+
+JetStreamContext.PullSubscription.fetch = with_nats_fetch_timeout(  # type: ignore[method-assign]
+    JetStreamContext.PullSubscription.fetch
+)
 
 
 class PullSettings(Protocol):
