@@ -128,7 +128,7 @@ async def test_tracking_writes_finished_batches_while_the_job_runs(tmp_path: Pat
     await finish(queued[:BATCH_TASKS])  # enqueue order is index order: the first batch
     clock.now += 1.0
     await deps.tracking.tick()
-    advancing = deps.tracking._advancing.get(job_id)
+    advancing = deps.tracking.live_results.advancing(job_id)
     assert advancing is not None, "no results batch started while the job ran"
     assert await advancing == 1
     await finish(queued[BATCH_TASKS:])
@@ -140,7 +140,7 @@ async def test_tracking_writes_finished_batches_while_the_job_runs(tmp_path: Pat
         io.BytesIO(await deps.blobs.get_bytes(f"jobs/{job_id}/results/summary.parquet"))
     )
     assert summary.column("task_id").to_pylist() == [t.task_id for t in queued]
-    assert not deps.tracking._builders and not deps.tracking._advancing
+    assert not deps.tracking.live_results.busy
 
 
 def _parquet(table: dict) -> bytes:

@@ -28,9 +28,10 @@ from modelops_runtime.blobstore import BlobStore, BlobStoreError
 
 from .errors import ResultsError
 from .job_files import read_tracking_state
+from .live_results import LiveResults
 from .memory import LARGE_JOB, release_memory
 from .ports import Clock, EventBus, JobRecords, RecordChange, TaskQueue
-from .results import BATCH_TASKS, ResultsBuilder, write_results
+from .results import write_results
 from .tracker import JobTracker
 
 __all__ = ["Tracking", "epoch_of", "iso_time"]
@@ -79,10 +80,7 @@ class Tracking:
         self._finished: OrderedDict[str, None] = OrderedDict()
         self._locks: dict[str, asyncio.Lock] = {}
         self._finalizing: dict[str, asyncio.Task[None]] = {}
-        # results tables built while jobs run (see ResultsBuilder), and the one advance of each
-        self._builders: dict[str, ResultsBuilder] = {}
-        self._advancing: dict[str, asyncio.Task[int]] = {}
-        self._advanced_at: dict[str, float] = {}
+        self.live_results = LiveResults(blobs, interval_s=progress_interval_s)
 
     # ---------------------------------------------------------------- registering
 
@@ -171,12 +169,7 @@ class Tracking:
         self._held.discard(job_id)
         self._remember_finished(job_id)
         self._locks.pop(job_id, None)
-        advancing = self._advancing.pop(job_id, None)
-        if advancing is not None:
-            advancing.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await advancing
-        self._drop_builder(job_id)
+        await self.live_results.drop(job_id)
         return self.trackers.pop(job_id, None)
 
     def _remember_finished(self, job_id: str) -> None:
@@ -207,58 +200,13 @@ class Tracking:
         let the results tables of running jobs catch up in the background."""
         now = self.clock()
         for tracker in list(self.trackers.values()):
-            self._advance_results(tracker, now)
+            if tracker.job_id not in self._finalizing:
+                self.live_results.advance(tracker, now)
             progress = tracker.progress_due(now)
             if progress is None:
                 continue
             await self.events.publish(progress)
             await self.jobs.update(tracker.job_id, self._with_counts(tracker, state="running"))
-
-    def _advance_results(self, tracker: JobTracker, now: float) -> None:
-        """Start writing the next finished batches of a running job's results, at most one
-        advance at a time and every progress interval, once a whole batch can be finished."""
-        job_id = tracker.job_id
-        if tracker.done or job_id in self._finalizing or job_id in self._advancing:
-            return
-        if now - self._advanced_at.get(job_id, float("-inf")) < self.progress_interval_s:
-            return
-        builder = self._builders.get(job_id)
-        written = builder.batches_written * BATCH_TASKS if builder else 0
-        if tracker.total - tracker.pending - written < BATCH_TASKS:
-            return  # not even one more batch could be complete yet
-        if builder is None:
-            builder = self._builders[job_id] = ResultsBuilder(self.blobs, job_id)
-        self._advanced_at[job_id] = now
-        task = asyncio.create_task(
-            builder.advance(tracker), name=f"results-{job_id}", context=contextvars.Context()
-        )
-        self._advancing[job_id] = task
-        task.add_done_callback(lambda done: self._advanced(job_id, builder, done))
-
-    def _advanced(self, job_id: str, builder: ResultsBuilder, task: asyncio.Task[int]) -> None:
-        if self._advancing.get(job_id) is task:
-            del self._advancing[job_id]
-        if task.cancelled():
-            return
-        if (exc := task.exception()) is not None:
-            # the completion writes everything itself, from the start
-            log.warning("results.advance_failed", job_id=job_id, error=str(exc))
-            self._drop_builder(job_id, builder)
-
-    def _drop_builder(self, job_id: str, builder: ResultsBuilder | None = None) -> None:
-        if builder is None or self._builders.get(job_id) is builder:
-            builder = self._builders.pop(job_id, None)
-        self._advanced_at.pop(job_id, None)
-        if builder is not None:
-            builder.discard()
-
-    async def _stop_advancing(self, job_id: str) -> ResultsBuilder | None:
-        """Wait for the advance in flight; the job's builder if it is still good."""
-        task = self._advancing.pop(job_id, None)
-        if task is not None:
-            with contextlib.suppress(Exception):  # a failed advance drops its builder
-                await task
-        return self._builders.get(job_id)
 
     # ---------------------------------------------------------------- completing
 
@@ -310,14 +258,14 @@ class Tracking:
         if record is not None and record.terminal:
             log.info("job.already_over", job_id=job_id, state=record.state)
             return
-        builder = await self._stop_advancing(job_id)
-        try:
-            if builder is not None:
+        builder = await self.live_results.take(job_id)
+        if builder is None:
+            results_uri = await write_results(self.blobs, job_id, tracker)
+        else:
+            try:
                 results_uri = await builder.finish(tracker)
-            else:
-                results_uri = await write_results(self.blobs, job_id, tracker)
-        finally:
-            self._drop_builder(job_id)  # a retry starts from scratch
+            finally:
+                builder.discard()  # a retry starts from scratch
         completed = tracker.completion(self.clock(), results_uri=results_uri)
         await self.events.publish(completed)
         await self.jobs.update(
@@ -366,9 +314,4 @@ class Tracking:
         for task in list(self._finalizing.values()):
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        for task in list(self._advancing.values()):
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        for job_id in list(self._builders):
-            self._drop_builder(job_id)
+        await self.live_results.close()
