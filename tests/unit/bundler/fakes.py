@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from modelops_bundler.errors import Transient
 from modelops_bundler.records import BundleRecord, digest_key, latest_key
 from modelops_contracts import Event, Registry
+from tests.support.deliveries import FakeDelivery as BaseDelivery
 
 __all__ = ["FakeDelivery", "MemoryBundleIndex", "MemoryRegistries", "Published"]
 
@@ -36,23 +37,10 @@ class MemoryBundleIndex:
 
 
 @dataclass
-class FakeDelivery:
-    """consumer.Delivery that remembers how it was settled."""
+class FakeDelivery(BaseDelivery):
+    """A delivery of a BuildBundle command, by default."""
 
-    data: bytes
     subject: str = "modelops.cmd.build_bundle"
-    headers: dict[str, str] | None = None
-    attempt: int = 1
-    settled: list[tuple[str, float | None]] = field(default_factory=list)
-
-    async def ack(self) -> None:
-        self.settled.append(("ack", None))
-
-    async def nack(self, delay: float | None = None) -> None:
-        self.settled.append(("nack", delay))
-
-    async def reject(self) -> None:
-        self.settled.append(("term", None))
 
 
 class Published:

@@ -4,11 +4,11 @@ delivery that records how it was settled."""
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
 
 from modelops_contracts import Event, Registry, decode, encode
 from modelops_registrar.errors import RegistryConflict, Transient
 from modelops_registrar.handlers import Versioned
+from tests.support.deliveries import FakeDelivery
 
 __all__ = ["FakeDelivery", "MemoryModelsStore", "Published"]
 
@@ -66,26 +66,6 @@ class MemoryModelsStore:
 
     def registry(self, project: str) -> Registry:
         return decode(self.values[project][0], Registry)
-
-
-@dataclass
-class FakeDelivery:
-    """consumer.Delivery that remembers how it was settled."""
-
-    data: bytes
-    subject: str = "modelops.cmd.register_model"
-    headers: dict[str, str] | None = None
-    attempt: int = 1
-    settled: list[tuple[str, float | None]] = field(default_factory=list)
-
-    async def ack(self) -> None:
-        self.settled.append(("ack", None))
-
-    async def nack(self, delay: float | None = None) -> None:
-        self.settled.append(("nack", delay))
-
-    async def reject(self) -> None:
-        self.settled.append(("term", None))
 
 
 class Published:

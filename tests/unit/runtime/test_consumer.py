@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from dataclasses import dataclass, field
 
 import pytest
 
@@ -21,29 +20,10 @@ from modelops_runtime.service import (
     inbox_prefix,
     nats_from_env,
 )
+from tests.support.deliveries import FakeDelivery as Delivery
 from tests.unit.registrar.test_registrar_consumer import model
 
 POLICY = Redelivery(max_deliver=2, nak_delay_s=0.25)
-
-
-@dataclass
-class Delivery:
-    """consumer.Delivery that remembers how it was settled."""
-
-    data: bytes
-    subject: str = "modelops.cmd.register_model"
-    headers: dict[str, str] | None = None
-    attempt: int = 1
-    settled: list[tuple[str, float | None]] = field(default_factory=list)
-
-    async def ack(self) -> None:
-        self.settled.append(("ack", None))
-
-    async def nack(self, delay: float | None = None) -> None:
-        self.settled.append(("nack", delay))
-
-    async def reject(self) -> None:
-        self.settled.append(("term", None))
 
 
 def command() -> bytes:

@@ -8,7 +8,6 @@ cancelled job's builder is dropped with its temporary files.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import contextvars
 
 import structlog
@@ -76,8 +75,7 @@ class LiveResults:
         (None if it has none, or its last advance failed). The caller finishes or discards it."""
         task = self._advancing.pop(job_id, None)
         if task is not None:
-            with contextlib.suppress(Exception):  # logged by _advanced, which drops the builder
-                await task
+            await asyncio.wait({task})  # its error, if any, is _advanced's to log and act on
         self._advanced_at.pop(job_id, None)
         return self._builders.pop(job_id, None)
 
@@ -86,8 +84,7 @@ class LiveResults:
         task = self._advancing.pop(job_id, None)
         if task is not None:
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+            await asyncio.wait({task})  # until it has stopped; _advanced sees the outcome
         self._drop(job_id)
 
     async def close(self) -> None:

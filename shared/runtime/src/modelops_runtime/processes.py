@@ -14,6 +14,7 @@ we can.
 
 from __future__ import annotations
 
+import abc
 import atexit
 import os
 import shutil
@@ -136,18 +137,18 @@ def http_probe(url: str, *, ok: Callable[[int], bool] = lambda status: status ==
     return probe
 
 
-class StartStop:
+class StartStop(abc.ABC):
     """`with thing:` starts it and stops it on the way out, whatever happened inside.
 
     For anything with `start() -> Self` and an idempotent `stop()`: managed processes, the
     servers built on them, and test doubles that run on a thread.
     """
 
-    def start(self) -> Self:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def start(self) -> Self: ...
 
-    def stop(self) -> object:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def stop(self) -> object: ...
 
     def __enter__(self) -> Self:
         return self.start()
