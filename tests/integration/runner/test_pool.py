@@ -29,6 +29,7 @@ from modelops_runner.pool import (
     WorkerStartError,
     WorkItem,
 )
+from modelops_runner.tables import encode_output
 from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
@@ -47,8 +48,10 @@ def item(entrypoint: str, params: dict | None = None, **kwargs: object) -> WorkI
 
 
 def rows(outcome: TaskOutcome, name: str) -> list[dict]:
+    """The rows of an output as the runner stores it (raw columns are written as Parquet)."""
     assert isinstance(outcome, TaskSuccess), outcome
-    return pq.read_table(io.BytesIO(outcome.outputs[name])).to_pylist()
+    parquet = encode_output(name, outcome.outputs[name], compression="snappy")
+    return pq.read_table(io.BytesIO(parquet)).to_pylist()
 
 
 def failure(outcome: TaskOutcome, kind: str) -> TaskFailure:
@@ -156,7 +159,7 @@ async def test_same_task_same_bytes(pool: WorkerPool) -> None:
 
 
 @pytest.mark.parametrize("kind", ["pyarrow", "pandas", "polars", "dict", "numpy", "scalars"])
-async def test_every_table_type_comes_back_as_parquet(pool: WorkerPool, kind: str) -> None:
+async def test_every_table_type_is_stored_as_the_same_parquet(pool: WorkerPool, kind: str) -> None:
     outcome = await pool.run(item("table_types_model:TableTypes", {"kind": kind}))
     expected = [
         {"day": 1, "name": "a", "value": 0.5},
@@ -164,6 +167,10 @@ async def test_every_table_type_comes_back_as_parquet(pool: WorkerPool, kind: st
         {"day": 3, "name": "c", "value": 2.5},
     ]
     assert rows(outcome, "table") == (expected[:1] if kind == "scalars" else expected)
+    # plain columns travel raw (the runner writes them warm); library tables as Parquet
+    assert isinstance(outcome, TaskSuccess)
+    sent = outcome.outputs["table"]
+    assert isinstance(sent, dict if kind in ("dict", "numpy", "scalars") else bytes), sent
 
 
 async def test_a_model_printing_50_mb_to_stdout_and_stderr_completes(pool: WorkerPool) -> None:

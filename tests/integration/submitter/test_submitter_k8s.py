@@ -121,9 +121,14 @@ async def test_200_tasks_through_an_indexed_job(
         assert pod.env["AWS_ACCESS_KEY_ID"] and pod.env["MODELOPS_JOB_ID"] == job_id
         assert pod.env["JOB_COMPLETION_INDEX"] == str(pod.index)
     await wait_for(lambda: all(process_start_time(p.pid) is None for p in pods), "pods to exit")
-    with k8s.api_client() as api:
-        status = client.BatchV1Api(api).read_namespaced_job_status(name, NS).status
-    assert status.succeeded == 2
+
+    def succeeded() -> int:
+        with k8s.api_client() as api:
+            status = client.BatchV1Api(api).read_namespaced_job_status(name, NS).status
+        return status.succeeded or 0
+
+    # the API server reaps a pod's process a moment after it exits: wait for its count
+    await wait_for(lambda: succeeded() == 2, "the Job to count both pods as succeeded")
 
     tasks = await read_table(blobs, f"jobs/{job_id}/results/tasks.parquet")
     assert tasks.num_rows == 200 and set(tasks.column("status").to_pylist()) == {"completed"}

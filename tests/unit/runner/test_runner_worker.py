@@ -10,6 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from modelops_runner.model_contract import ModelCache
+from modelops_runner.tables import encode_output
 from modelops_runner.worker import run_task
 
 
@@ -24,11 +25,14 @@ def _task(entrypoint: str, params: dict | None = None, **extra: object) -> dict:
     }
 
 
-def test_success_reply_carries_parquet_outputs_and_metrics(models_path: Path) -> None:
+def test_success_reply_carries_raw_outputs_and_metrics(models_path: Path) -> None:
     reply = run_task(ModelCache(), _task("sir_model:StochasticSIR", config={"days": 12}))
     assert reply["op"] == "result" and reply["id"] == "t1"
     assert sorted(reply["outputs"]) == ["incidence", "summary"]
-    incidence = pq.read_table(io.BytesIO(reply["outputs"]["incidence"]))
+    raw = reply["outputs"]["incidence"]
+    assert isinstance(raw, dict) and raw["rows"] == 12  # numpy columns travel raw
+    parquet = encode_output("incidence", raw, compression="snappy")
+    incidence = pq.read_table(io.BytesIO(parquet))
     assert incidence.column("day").to_pylist() == list(range(12))
     assert reply["wall_s"] > 0 and reply["cpu_s"] >= 0 and reply["peak_rss"] > 10 * 1024 * 1024
 

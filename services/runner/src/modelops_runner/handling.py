@@ -5,6 +5,7 @@
     decode SimTask ──bad──▶ TaskFailed(infrastructure) + term        (never redelivered)
     _done.json exists ───▶ TaskCompleted (cached, or the stored run's own event) + ack
     run on the pool ──────▶ success: outputs, _done.json, TaskCompleted, then ack
+                            an output that cannot be stored: TaskFailed(bad_output) + ack
                             model failure: TaskFailed(final) + ack   (retrying burns time)
     infrastructure trouble ▶ nak with back-off; on the last delivery TaskFailed + term
 
@@ -38,7 +39,7 @@ from .pacing import is_last_delivery, nak_delay
 from .pool import TaskFailure, TaskOutcome, TaskSuccess, WorkItem
 from .queue import QueueMessage
 from .reporting import EventPublisher, completed_event, failed_event
-from .results import BadOutputName, ResultRecord, Saved, find_results, save_results
+from .results import BadOutput, ResultRecord, Saved, find_results, save_results
 
 __all__ = [
     "CORRELATION_HEADER",
@@ -87,6 +88,7 @@ class LoopConfig:
     store_window_s: float = 0.1  # a finished task waits this long for others to store with
     enqueued_marker: str = ""  # JobSpec.enqueued_marker: leave an empty queue only once it exists
     enqueue_wait_s: float = 300.0  # ...or after the queue stayed empty this long without it
+    output_compression: str = "snappy"  # Parquet compression of outputs that come raw
 
     @property
     def held_limit(self) -> int:
@@ -153,7 +155,7 @@ class TaskHandler:
             lambda task_ids: find_results(store, task_ids), name="result-lookups"
         )
         self._saves: Batcher[tuple[ResultRecord, Mapping[str, bytes]], Saved] = Batcher(
-            lambda results: save_results(store, results),
+            lambda results: save_results(store, results, compression=cfg.output_compression),
             name="result-saves",
             window_s=cfg.store_window_s,
             # the window never holds so many finished tasks that fetching stalls
@@ -243,7 +245,7 @@ class TaskHandler:
             )
             try:
                 saved = await self._saves.submit((record, outcome.outputs))
-            except BadOutputName as exc:
+            except BadOutput as exc:
                 outcome = TaskFailure(
                     task_id=task.task_id,
                     kind="bad_output",

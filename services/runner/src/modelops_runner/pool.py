@@ -83,10 +83,11 @@ class WorkItem:
 
 @dataclass(frozen=True)
 class TaskSuccess:
-    """A task's outputs as Parquet bytes by name, and what it cost."""
+    """A task's outputs by name (Parquet bytes, or raw columns the runner writes as Parquet:
+    see wire.py), and what it cost."""
 
     task_id: str
-    outputs: dict[str, bytes]
+    outputs: dict[str, Any]
     wall_s: float
     cpu_s: float
     peak_rss_bytes: int

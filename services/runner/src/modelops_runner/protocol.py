@@ -1,15 +1,15 @@
 """The pipe protocol between the worker pool and its worker subprocesses.
 
 A frame is a 4-byte big-endian payload length followed by a msgpack map (bin type for
-bytes, so Parquet outputs travel without re-encoding). Frames are bounded: a length over
-the limit means a broken or hostile peer, and is reported as `FrameTooLarge` rather than
-allocated. Every message is a map with an `op` key:
+bytes, so outputs, raw columns or Parquet (see wire.py), travel without re-encoding). Frames
+are bounded: a length over the limit means a broken or hostile peer, and is reported as
+`FrameTooLarge` rather than allocated. Every message is a map with an `op` key:
 
     pool -> worker   init {import_paths, preload, memory_limit, max_frame_bytes}
                      task {id, entrypoint, params, seed, config, outputs}
                      exit {}
     worker -> pool   ready {pid} | import_error {entrypoint, error_type, message, traceback}
-                     result {id, outputs, wall_s, cpu_s, peak_rss}
+                     result {id, outputs: {name: raw | Parquet}, wall_s, cpu_s, peak_rss}
                      failure {id, kind, message, error_type, traceback, retire}
 
 One task is one round trip: the pool never sends a second task before the reply.
@@ -35,7 +35,7 @@ __all__ = [
 
 HEADER_BYTES = 4
 MAX_FRAME_BYTES = 512 * 1024 * 1024
-"""Default payload limit; a task's Parquet outputs travel in one frame, so it bounds them too."""
+"""Default payload limit; a task's outputs travel in one frame, so it bounds them too."""
 
 Message = dict[str, Any]
 

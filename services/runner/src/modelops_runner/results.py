@@ -11,14 +11,18 @@ reports the winner's record, so everybody publishes the same TaskCompleted.
 
 The batch forms (`find_results`, `save_results`) serve many tasks with one store call per
 step: all outputs in one stage, then all records in the next (BlobStore.put_batch), so the
-file:// store syncs the disk twice per batch instead of twice per file.
+file:// store syncs the disk twice per batch instead of twice per file. Outputs that came
+from the workers as raw columns (wire.py) are written as Parquet here first, the whole
+batch in one thread hop, one after another while pyarrow is warm in the CPU's caches.
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import msgspec
 import structlog
@@ -29,7 +33,9 @@ from modelops_runtime.blobstore import BlobNotFound, BlobPut, BlobStore, BlobSto
 
 __all__ = [
     "PARQUET_CONTENT_TYPE",
+    "BadOutput",
     "BadOutputName",
+    "BadOutputTable",
     "ResultRecord",
     "Saved",
     "check_output_names",
@@ -68,8 +74,16 @@ _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(ResultRecord)
 
 
-class BadOutputName(ValueError):
+class BadOutput(ValueError):
+    """A task's output cannot be stored; the task fails with kind bad_output."""
+
+
+class BadOutputName(BadOutput):
     """An output name cannot be a file name in the result folder."""
+
+
+class BadOutputTable(BadOutput):
+    """An output that came raw from the worker cannot be written as Parquet."""
 
 
 def check_output_names(names: list[str]) -> None:
@@ -183,17 +197,54 @@ async def _save_plans(store: BlobStore, plans: list[_Plan]) -> list[Saved | Blob
     return answers
 
 
+def _encode_all(
+    results: Sequence[tuple[ResultRecord, Mapping[str, Any]]], compression: str
+) -> list[dict[str, bytes] | BadOutputTable]:
+    """Every task's outputs as Parquet bytes (runs in a thread: pyarrow releases the GIL)."""
+    from .tables import OutputTableError, encode_output  # pyarrow: the runner pre-imports it
+
+    encoded: list[dict[str, bytes] | BadOutputTable] = []
+    for _, outputs in results:
+        try:
+            encoded.append(
+                {
+                    name: encode_output(name, output, compression=compression)  # type: ignore[arg-type]
+                    for name, output in outputs.items()
+                }
+            )
+        except OutputTableError as exc:
+            encoded.append(BadOutputTable(str(exc)))
+    return encoded
+
+
+async def _encode_raw(
+    results: Sequence[tuple[ResultRecord, Mapping[str, Any]]], compression: str
+) -> list[Mapping[str, bytes] | BadOutputTable]:
+    """The outputs as Parquet bytes; one thread hop for the batch, none if nothing came raw."""
+    if all(isinstance(o, bytes) for _, outputs in results for o in outputs.values()):
+        return [outputs for _, outputs in results]
+    return list(await asyncio.to_thread(_encode_all, results, compression))
+
+
 async def save_results(
-    store: BlobStore, results: Sequence[tuple[ResultRecord, Mapping[str, bytes]]]
-) -> list[Saved | BadOutputName | BlobStoreError]:
+    store: BlobStore,
+    results: Sequence[tuple[ResultRecord, Mapping[str, Any]]],
+    *,
+    compression: str = "snappy",
+) -> list[Saved | BadOutput | BlobStoreError]:
     """Store many tasks' outputs, then their records (each unless one is already there).
 
-    Answers per task, in order: what is stored now, or the error for that task alone
-    (BadOutputName when an output cannot be stored by name, BlobStoreError when the store
-    failed it; the caller retries those tasks).
+    Outputs are Parquet bytes or raw columns from a worker (written as Parquet with
+    `compression` first). Answers per task, in order: what is stored now, or the error for
+    that task alone (BadOutput when an output cannot be stored, BlobStoreError when the
+    store failed it; the caller retries those tasks).
     """
-    planned: list[_Plan | BadOutputName] = []
-    for record, outputs in results:
+    encoded = await _encode_raw(results, compression)
+    planned: list[_Plan | BadOutput] = []
+    for (record, _), outputs in zip(results, encoded, strict=True):
+        if isinstance(outputs, BadOutput):
+            planned.append(outputs)
+            continue
         try:
             planned.append(_plan(store, record, outputs))
         except BadOutputName as exc:
@@ -204,12 +255,12 @@ async def save_results(
 
 
 async def save_result(
-    store: BlobStore, record: ResultRecord, outputs: Mapping[str, bytes]
+    store: BlobStore, record: ResultRecord, outputs: Mapping[str, Any]
 ) -> tuple[ResultRecord, bool]:
     """Store `outputs`, then `record` (with their URIs) unless a record is already there.
 
     Returns (the record now stored, whether this call wrote it). Blob store errors propagate
-    (the caller retries the task); BadOutputName when an output cannot be stored by name.
+    (the caller retries the task); BadOutput when an output cannot be stored.
     """
     (answer,) = await save_results(store, [(record, outputs)])
     if isinstance(answer, Exception):

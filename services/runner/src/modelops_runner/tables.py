@@ -12,10 +12,20 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Literal
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-__all__ = ["SMALL_TABLE_ROWS", "Compression", "OutputTableError", "to_arrow", "to_parquet"]
+from .wire import OutputTableError, RawTable, check_columns
+
+__all__ = [
+    "SMALL_TABLE_ROWS",
+    "Compression",
+    "OutputTableError",
+    "encode_output",
+    "to_arrow",
+    "to_parquet",
+]
 
 Compression = Literal["zstd", "snappy"]
 
@@ -28,17 +38,6 @@ them makes writing ~30% cheaper and the file smaller (the SIR example's two outp
 """
 
 
-class OutputTableError(ValueError):
-    """A model output cannot be turned into a table. Names the output and says what to return."""
-
-    def __init__(self, name: str, problem: str) -> None:
-        super().__init__(
-            f"output {name!r} {problem} (hint: return a pyarrow Table, polars or pandas "
-            "DataFrame, or a dict of equal-length columns)"
-        )
-        self.name = name
-
-
 def _frame_library(obj: object) -> str:
     """'pandas' or 'polars' if `obj` is one of their DataFrames, else ''. No import."""
     cls = type(obj)
@@ -48,31 +47,9 @@ def _frame_library(obj: object) -> str:
     return ""
 
 
-def _is_column(value: object) -> bool:
-    if isinstance(value, (list, tuple, pa.Array, pa.ChunkedArray)):
-        return True
-    # numpy arrays and pandas/polars Series: sized and typed; 0-d arrays are scalars
-    return hasattr(value, "dtype") and hasattr(value, "__len__") and getattr(value, "ndim", 1) >= 1
-
-
 def _dict_to_arrow(name: str, columns: Mapping[Any, Any]) -> pa.Table:
-    if not columns:
-        raise OutputTableError(name, "is an empty dict: it has no columns")
-    bad_keys = [k for k in columns if not isinstance(k, str)]
-    if bad_keys:
-        raise OutputTableError(name, f"has non-string column names {bad_keys[:5]!r}")
-    is_col = {k: _is_column(v) for k, v in columns.items()}
-    if not any(is_col.values()):
+    if not any(check_columns(name, columns).values()):
         columns = {k: [v] for k, v in columns.items()}  # a dict of scalars: one row
-    elif not all(is_col.values()):
-        scalars = sorted(k for k, c in is_col.items() if not c)
-        raise OutputTableError(name, f"mixes scalar values {scalars} with columns")
-    for key, value in columns.items():
-        if getattr(value, "ndim", 1) != 1:
-            raise OutputTableError(name, f"column {key!r} has {value.ndim} dimensions, not 1")
-    lengths = {k: len(v) for k, v in columns.items()}
-    if len(set(lengths.values())) > 1:
-        raise OutputTableError(name, f"has columns of different lengths {lengths}")
     try:
         return pa.table(
             {k: v if isinstance(v, pa.ChunkedArray) else pa.array(v) for k, v in columns.items()}
@@ -124,3 +101,24 @@ def to_parquet(name: str, obj: Any, *, compression: Compression = "zstd") -> byt
     except (pa.ArrowException, TypeError, ValueError) as exc:
         raise OutputTableError(name, f"cannot be written as Parquet: {exc}") from exc
     return sink.getvalue().to_pybytes()
+
+
+def _raw_to_arrow(name: str, raw: RawTable) -> pa.Table:
+    """The table a worker sent in raw form (wire.to_raw), as the worker would have built it."""
+    columns = {
+        key: values if dtype is None else np.frombuffer(values, dtype=np.dtype(dtype))
+        for key, dtype, values in raw["columns"]
+    }
+    table = _dict_to_arrow(name, columns)
+    if table.num_rows != raw["rows"]:
+        raise OutputTableError(name, f"arrived with {table.num_rows} rows, not {raw['rows']}")
+    return table
+
+
+def encode_output(name: str, output: bytes | RawTable, *, compression: Compression) -> bytes:
+    """One output from a worker reply as Parquet bytes: written here if it came raw."""
+    if isinstance(output, (bytes, bytearray, memoryview)):
+        return bytes(output)
+    if not isinstance(output, dict) or not isinstance(output.get("columns"), list):
+        raise OutputTableError(name, f"arrived as a {type(output).__name__}, not a table")
+    return to_parquet(name, _raw_to_arrow(name, output), compression=compression)

@@ -32,6 +32,7 @@ from .protocol import (
     read_frame,
     write_frame,
 )
+from .wire import OutputTableError, RawTable, to_raw
 
 __all__ = ["EXIT_IMPORT_ERROR", "EXIT_PROTOCOL_ERROR", "main", "run_task"]
 
@@ -102,10 +103,19 @@ def _failure(task_id: str, kind: str, message: str, **extra: Any) -> Message:
     }
 
 
+def _encode_output(name: str, table: Any, compression: str) -> bytes | RawTable:
+    """The output as it goes to the pool: raw columns when it can (see wire.py), else the
+    Parquet bytes written here (pyarrow is imported at the first such output)."""
+    raw = to_raw(name, table)
+    if raw is not None:
+        return raw
+    from .tables import to_parquet
+
+    return to_parquet(name, table, compression=compression)  # type: ignore[arg-type]
+
+
 def run_task(cache: ModelCache, task: Message, *, compression: str = "zstd") -> Message:
     """Run one task message and build its reply; never raises for anything the model does."""
-    from .tables import OutputTableError, to_parquet  # pyarrow: imported once, at init
-
     task_id = task["id"]
     wall0, cpu0 = time.perf_counter(), _cpu_seconds()
     try:
@@ -118,9 +128,7 @@ def run_task(cache: ModelCache, task: Message, *, compression: str = "zstd") -> 
             config=task.get("config"),
             outputs=task.get("outputs"),
         )
-        outputs = {
-            name: to_parquet(name, table, compression=compression) for name, table in tables.items()
-        }
+        outputs = {name: _encode_output(name, table, compression) for name, table in tables.items()}
     except ModelTaskError as exc:
         return _failure(
             task_id, exc.kind, exc.message, error_type=exc.error_type, traceback=exc.traceback_text
@@ -182,6 +190,16 @@ def _serve(proto_in: BinaryIO, proto_out: BinaryIO, cache: ModelCache, init: Mes
             frame = encode_frame(
                 _failure(message["id"], "bad_output", str(exc), error_type="FrameTooLarge")
             )
+        except (TypeError, ValueError, OverflowError) as exc:  # msgpack refused a value
+            frame = encode_frame(
+                _failure(
+                    message["id"],
+                    "bad_output",
+                    f"the task's outputs cannot be sent to the runner: {exc} "
+                    "(hint: return columns of numbers, strings or booleans)",
+                    error_type=type(exc).__name__,
+                )
+            )
         proto_out.write(frame)
         proto_out.flush()
 
@@ -198,11 +216,6 @@ def main() -> int:
         if init["op"] != "init":
             raise ProtocolError(f"worker expected an 'init' message first, got {init['op']!r}")
         _apply_memory_limit(init.get("memory_limit"))
-        from .tables import to_parquet
-
-        # pay pyarrow's import and Parquet writer set-up (~0.3 s) now, not in the first task
-        to_parquet("warm-up", {"x": [0]}, compression=init.get("compression") or "zstd")
-
         cache = ModelCache(init.get("import_paths") or [])
         for entrypoint in init.get("preload") or []:
             try:
