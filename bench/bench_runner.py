@@ -173,8 +173,10 @@ def _bare_worker(
     out.put((time.perf_counter() - t0, time.process_time() - c0))
 
 
-def bare_rate(src: Path, entrypoint: str, config: dict, n_tasks: int, workers: int) -> Rate:
-    """`workers` processes each looping over its share: the best these cores can do."""
+def bare_rate(src: Path, entrypoint: str, config: dict, seeds: list[int], workers: int) -> Rate:
+    """`workers` processes each looping over its share of `seeds` (the very tasks the runner
+    gets: a stochastic model's time depends on the seed): the best these cores can do."""
+    n_tasks = len(seeds)
     ctx = mp.get_context("spawn")
     start, out = ctx.Event(), ctx.Queue()
     saved = {k: os.environ.get(k) for k in _THREAD_ENV}
@@ -183,7 +185,7 @@ def bare_rate(src: Path, entrypoint: str, config: dict, n_tasks: int, workers: i
         procs = [
             ctx.Process(
                 target=_bare_worker,
-                args=(str(src), entrypoint, config, list(range(i, n_tasks, workers)), start, out),
+                args=(str(src), entrypoint, config, seeds[i::workers], start, out),
             )
             for i in range(workers)
         ]
@@ -406,7 +408,8 @@ def _measure(
         steps: list[tuple[str, Path | None]] = [*stores.items(), ("bare", None)]
         for name, root in steps if rep % 2 == 0 else reversed(steps):  # ABBA: load hits all
             if root is None:
-                bare.runs.append(bare_rate(ctx["src"], entrypoint, config, n_tasks, plan.workers))
+                seeds = [t.seed for t in tasks]
+                bare.runs.append(bare_rate(ctx["src"], entrypoint, config, seeds, plan.workers))
             else:
                 ours[name].runs.append(asyncio.run(_runner_rate(ctx, root, tasks, plan.workers)))
         log.info(

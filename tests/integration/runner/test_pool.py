@@ -545,3 +545,62 @@ async def test_workers_run_in_cwd_and_its_files_do_not_shadow_the_worker(
     assert rows(await bundle.run(item("m_reads_data:Model")), "data") == [
         {"text": "from the bundle"}
     ]
+
+
+# --- handing the next task to a worker as it answers -------------------------------------------
+
+
+async def test_a_worker_that_answers_is_handed_the_next_waiting_task(
+    make_pool: Callable[..., WorkerPool],
+) -> None:
+    one = make_pool(preload=["leaky_model:Leaky"])
+    await one.start()
+    outcomes = await asyncio.gather(*(one.run(item("leaky_model:Leaky")) for _ in range(6)))
+    # in order, on the one worker, each task sent as the previous one's answer arrived
+    assert [rows(o, "calls")[0]["calls"] for o in outcomes] == [1, 2, 3, 4, 5, 6]
+    assert one.stats["tasks_handed_over"] == 5
+    assert one.stats["workers_started"] == 1
+
+
+async def test_no_task_is_handed_to_a_worker_due_for_recycling(
+    make_pool: Callable[..., WorkerPool],
+) -> None:
+    every_two = make_pool(recycle_after=2, preload=["leaky_model:Leaky"])
+    await every_two.start()
+    outcomes = await asyncio.gather(*(every_two.run(item("leaky_model:Leaky")) for _ in range(6)))
+    calls = [rows(o, "calls")[0] for o in outcomes]
+    assert [c["calls"] for c in calls] == [1, 2, 1, 2, 1, 2]
+    assert len({c["pid"] for c in calls}) == 3
+    assert every_two.stats["tasks_handed_over"] == 3  # the second task of each worker
+
+
+async def test_a_failure_in_a_handed_task_is_its_own(make_pool: Callable[..., WorkerPool]) -> None:
+    one = make_pool(preload=[SIR])
+    await one.start()
+    items = [item(SIR), item("crashing_models:Segfaults"), item(SIR), item("raising_model:Raises")]
+    items.append(item(SIR))
+    outcomes = await asyncio.gather(*(one.run(i) for i in items))
+    kinds = [o.kind if isinstance(o, TaskFailure) else "ok" for o in outcomes]
+    assert kinds == ["ok", "signal", "ok", "model_error", "ok"]
+    assert one.stats["workers_replaced"] == 1
+
+
+async def test_cancelling_a_handed_task_kills_its_worker_and_the_rest_run(
+    make_pool: Callable[..., WorkerPool], tmp_path: Path
+) -> None:
+    one = make_pool(preload=[SIR])
+    await one.start()
+    pid_file = tmp_path / "grandchild.pid"
+    first = asyncio.create_task(one.run(item(SIR)))
+    hanging = asyncio.create_task(
+        one.run(item("hanging_model:HangsWithChild", {"pid_file": str(pid_file)}))
+    )
+    after = asyncio.create_task(one.run(item(SIR)))
+    await wait_until(lambda: pid_file.exists() and pid_file.read_text() != "", "the model to start")
+    assert one.stats["tasks_handed_over"] >= 1
+    hanging.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await hanging
+    grandchild = int(pid_file.read_text())
+    await wait_until(lambda: gone(grandchild), "the cancelled task's processes to be killed")
+    assert isinstance(await first, TaskSuccess) and isinstance(await after, TaskSuccess)

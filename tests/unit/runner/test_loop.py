@@ -176,20 +176,24 @@ class FakePool:
         self.max_running = 0
         self.cancelled = 0
         self._behaviour = behaviour
+        self._workers = asyncio.Semaphore(n_workers)
 
     async def run(self, item: WorkItem) -> TaskOutcome:
-        self.items.append(item)
-        self.running += 1
-        self.max_running = max(self.max_running, self.running)
-        try:
-            if self._behaviour is not None:
-                return await self._behaviour(item)
-            return success(item)
-        except asyncio.CancelledError:
-            self.cancelled += 1
-            raise
-        finally:
-            self.running -= 1
+        async with self._workers:  # as WorkerPool: tasks beyond the workers wait in line
+            self.items.append(item)
+            if item.on_start is not None:
+                item.on_start()
+            self.running += 1
+            self.max_running = max(self.max_running, self.running)
+            try:
+                if self._behaviour is not None:
+                    return await self._behaviour(item)
+                return success(item)
+            except asyncio.CancelledError:
+                self.cancelled += 1
+                raise
+            finally:
+                self.running -= 1
 
 
 class MemoryStore:

@@ -57,7 +57,8 @@ CORRELATION_HEADER = "Modelops-Correlation-Id"
 """Optional task message header carrying the SubmitJob's correlation id."""
 
 Stage = Literal["queued", "running", "finishing"]
-"""queued: waiting for a worker; running: on a worker; finishing: storing, reporting, settling."""
+"""queued: waiting for a worker (here, or next in line in the pool); running: on a worker;
+finishing: storing, reporting, settling."""
 
 _FINAL_REPORT_ATTEMPTS = 3
 
@@ -125,7 +126,8 @@ class _Retry(Exception):
 
 
 class TaskHandler:
-    """Handles fetched messages one coroutine each; at most `n_workers` on the pool at once.
+    """Handles fetched messages one coroutine each; at most two per worker on the pool at once
+    (one running, one next in line).
 
     `on_stage` tells the loop when a message stops needing a worker (so it can fetch more);
     `task_s` is a moving average of a task's time on a worker (the loop's look-ahead).
@@ -150,7 +152,8 @@ class TaskHandler:
         self._publisher = publisher
         self._on_stage = on_stage
         self._clock = clock
-        self._slots = asyncio.Semaphore(cfg.n_workers)
+        # a worker's next task waits in the pool, so it is sent the moment the worker answers
+        self._slots = asyncio.Semaphore(2 * cfg.n_workers)
         self._lookups: Batcher[str, ResultRecord | None] = Batcher(
             lambda task_ids: find_results(store, task_ids), name="result-lookups"
         )
@@ -282,8 +285,10 @@ class TaskHandler:
         )
 
     async def _run_on_pool(self, held: HeldMessage, task: SimTask) -> TaskOutcome:
-        async with self._slots:
+        def started_on_a_worker() -> None:
             held.stage = "running"
+
+        async with self._slots:
             started = self._clock()
             outcome = await self._pool.run(
                 WorkItem(
@@ -293,9 +298,11 @@ class TaskHandler:
                     seed=task.seed,
                     config=dict(task.config),
                     outputs=list(task.outputs) if task.outputs is not None else None,
+                    on_start=started_on_a_worker,
                 )
             )
-            took = self._clock() - started
+            # the worker's own time: the wait in line is not the task's
+            took = outcome.wall_s or (self._clock() - started)
             self.task_s = took if self.task_s is None else 0.8 * self.task_s + 0.2 * took
             return outcome
 
