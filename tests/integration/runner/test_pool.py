@@ -604,3 +604,33 @@ async def test_cancelling_a_handed_task_kills_its_worker_and_the_rest_run(
     grandchild = int(pid_file.read_text())
     await wait_until(lambda: gone(grandchild), "the cancelled task's processes to be killed")
     assert isinstance(await first, TaskSuccess) and isinstance(await after, TaskSuccess)
+
+
+async def test_a_task_cancelled_just_after_its_hand_over_takes_its_worker_down_alone(
+    make_pool: Callable[..., WorkerPool], tmp_path: Path
+) -> None:
+    one = make_pool(preload=[SIR])
+    pid_file = tmp_path / "grandchild.pid"
+    victim: list[asyncio.Task[TaskOutcome]] = []
+    hand_over = one._hand_over
+
+    def hand_over_then_cancel(worker: object, reply: dict) -> None:
+        hand_over(worker, reply)  # type: ignore[arg-type]
+        if victim and one.stats["tasks_handed_over"] == 1 and not victim[0].done():
+            victim[0].cancel()  # granted and sent, but not yet resumed
+
+    one._hand_over = hand_over_then_cancel  # type: ignore[method-assign]
+    await one.start()
+    first = asyncio.create_task(one.run(item(SIR)))
+    victim.append(
+        asyncio.create_task(
+            one.run(item("hanging_model:HangsWithChild", {"pid_file": str(pid_file)}))
+        )
+    )
+    with pytest.raises(asyncio.CancelledError):
+        await victim[0]
+    assert isinstance(await first, TaskSuccess)  # the answer that handed it over is intact
+    assert isinstance(await one.run(item(SIR)), TaskSuccess)  # on the replacement worker
+    assert one.stats["workers_replaced"] == 1
+    if pid_file.exists() and pid_file.read_text():
+        await wait_until(lambda: gone(int(pid_file.read_text())), "the model's child to be killed")
