@@ -1,7 +1,9 @@
 """The runner's own process starts lean: every job launches one, and its imports are latency.
 
-pyarrow (only the workers write Parquet) and oras/requests (only a registry pull needs them)
-cost ~0.25 s together; a fresh interpreter proves bootstrap does not import them.
+pyarrow and oras/requests (only a registry pull needs them) cost ~0.25 s together; a fresh
+interpreter proves bootstrap does not import them at module level. pyarrow is loaded in a
+thread while the workers start (tables.warm_up), and whatever it loads lazily on first use
+(pandas, if installed) must be loaded then too, not while the first tasks run.
 """
 
 from __future__ import annotations
@@ -21,6 +23,22 @@ def test_bootstrap_imports_neither_pyarrow_nor_the_registry_client() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
     )
     assert done.stdout.strip() == "", f"imported at start-up: {done.stdout.strip()}"
+
+
+def test_after_the_warm_up_storing_a_task_output_imports_nothing_more() -> None:
+    code = (
+        "import sys, numpy as np; from modelops_runner import tables, wire; tables.warm_up(); "
+        "before = set(sys.modules); "
+        "out = {'day': np.arange(5), 'I': np.ones(5), 'ok': np.ones(5, bool), 'g': ['a'] * 5}; "
+        "tables.encode_output('ts', wire.to_raw('ts', out), compression='snappy'); "
+        "tables.encode_output('one', wire.to_raw('one', {'peak': 3, 'rate': 0.5}), "
+        "compression='snappy'); "
+        "print(','.join(sorted(set(sys.modules) - before)))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert done.stdout.strip() == "", f"imported by the first store: {done.stdout.strip()}"
 
 
 def test_the_registry_store_still_loads_on_demand() -> None:
