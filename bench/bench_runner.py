@@ -327,8 +327,13 @@ async def _runner_rate(
             runner_pid.append(proc.pid)
             try:
                 async with asyncio.timeout(600):
-                    await done.wait()
-                    status = await proc.wait()
+                    exited = asyncio.ensure_future(proc.wait())
+                    all_done = asyncio.ensure_future(done.wait())
+                    await asyncio.wait({exited, all_done}, return_when=asyncio.FIRST_COMPLETED)
+                    if exited.done() and exited.result() == 0:  # the last events may still fly
+                        await asyncio.wait({all_done}, timeout=10)
+                    all_done.cancel()
+                    status = await exited
             finally:
                 if proc.returncode is None:
                     proc.kill()
@@ -336,8 +341,11 @@ async def _runner_rate(
         finally:
             log_fh.close()
         await sub.unsubscribe()
-        if status != 0:
-            raise RuntimeError(f"runner exited {status}: {log_file.read_text()[-2000:]}")
+        if status != 0 or not done.is_set():
+            raise RuntimeError(
+                f"runner exited {status} after {len(finished)} of {len(tasks)} tasks: "
+                f"{log_file.read_text()[-2000:]}"
+            )
         return _steady_rate(finished, cpu, cpu_from=sampled_at[0])
     finally:
         await nc.close()

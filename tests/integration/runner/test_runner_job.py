@@ -4,6 +4,7 @@ against real servers: nats-server, the OCI registry and SeaweedFS S3."""
 from __future__ import annotations
 
 import io
+import json
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -90,6 +91,10 @@ async def test_sir_study_runs_to_completion_on_s3_and_a_registry(
     job = await site.queue(nats_client, tasks, options=LaunchOptions(task_timeout_s=60))
     runner = await site.run(job, timeout_s=90)
     assert runner.returncode == 0, runner.log()[-4000:]
+    (started,) = [
+        json.loads(line) for line in runner.log().splitlines() if '"runner.started"' in line
+    ]
+    assert started["gc_frozen_objects"] > 10_000  # start-up's heap, out of the collector's way
 
     events = await read_job_events(nats_client, job.job_id)
     assert not [e for e in events if isinstance(e, TaskFailed)], runner.log()[-3000:]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import importlib
 import os
 from collections.abc import Mapping
@@ -186,9 +187,14 @@ async def _run_job(
         publisher = JetStreamPublisher(nc)
         runner = Runner(cfg, queue=queue, pool=pool, store=store, publisher=publisher)
         watcher = asyncio.create_task(_stop_on(stop, runner))
+        # Everything loaded so far lives as long as the process: out of the collector's sight,
+        # a full collection scans only what tasks allocate instead of the whole heap (40-80 ms
+        # every ~300 SIR tasks, during which no worker got its next task).
+        gc.freeze()
         log.info(
             "runner.started",
             workers=pool.n_workers,
+            gc_frozen_objects=gc.get_freeze_count(),
             ack_wait_s=cfg.ack_wait_s,
             max_deliver=cfg.max_deliver,
             bundle=spec.bundle_ref,
