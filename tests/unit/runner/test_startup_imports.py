@@ -3,7 +3,8 @@
 pyarrow and oras/requests (only a registry pull needs them) cost ~0.25 s together; a fresh
 interpreter proves bootstrap does not import them at module level. pyarrow is loaded in a
 thread while the workers start (tables.warm_up), and whatever it loads lazily on first use
-(pandas, if installed) must be loaded then too, not while the first tasks run.
+must be loaded then too, not while the first tasks run. pandas, which pyarrow's first
+conversion imports merely to check its input, is hidden from the runner's process.
 """
 
 from __future__ import annotations
@@ -39,6 +40,20 @@ def test_after_the_warm_up_storing_a_task_output_imports_nothing_more() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
     )
     assert done.stdout.strip() == "", f"imported by the first store: {done.stdout.strip()}"
+
+
+def test_the_runner_process_stores_outputs_without_loading_pandas() -> None:
+    code = (
+        "import sys, numpy as np; from modelops_runner.__main__ import hide_pandas; "
+        "hide_pandas(); from modelops_runner import tables, wire; tables.warm_up(); "
+        "out = {'day': np.arange(3), 'x': [0.5, None, 2.0], 'g': ['a', 'b', 'c']}; "
+        "data = tables.encode_output('ts', wire.to_raw('ts', out), compression='snappy'); "
+        "print('pandas' in sys.modules, len(data) > 0)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert done.stdout.split() == ["False", "True"], done.stdout + done.stderr[-2000:]
 
 
 def test_the_registry_store_still_loads_on_demand() -> None:

@@ -128,10 +128,9 @@ def encode_output(name: str, output: bytes | RawTable, *, compression: Compressi
 def warm_up() -> None:
     """Write one tiny raw table as Parquet, so that what pyarrow loads on first use is loaded.
 
-    The first `pa.array` call imports pandas when it is installed (pyarrow checks every
-    input for pandas types): ~0.3 s of CPU. Paid here, in a thread while the workers start,
-    instead of during the first tasks, where it slowed the workers' first ~50 tasks by a
-    third on a 2-core machine and delayed the first TaskCompleted.
+    Paid in a thread while the runner starts, instead of during the first tasks. (The first
+    `pa.array` call also imports pandas when it can, to check inputs for pandas types: the
+    runner's process hides pandas, see __main__.hide_pandas.)
     """
     raw: RawTable = {"rows": 1, "columns": [["n", "<i8", bytes(8)], ["x", None, [0.5]]]}
     encode_output("warm_up", raw, compression="snappy")
