@@ -15,19 +15,24 @@ import sys
 HEAVY = ("pyarrow", "oras", "requests", "jsonschema")
 
 
-def test_bootstrap_imports_neither_pyarrow_nor_the_registry_client() -> None:
-    code = (
-        "import sys, modelops_runner.__main__, modelops_runner.bootstrap; "
-        f"print(','.join(m for m in {HEAVY!r} if m in sys.modules))"
-    )
+def _fresh_interpreter(code: str) -> str:
+    """What `code` prints in a new Python process (so nothing is imported yet)."""
     done = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
     )
-    assert done.stdout.strip() == "", f"imported at start-up: {done.stdout.strip()}"
+    return done.stdout.strip()
+
+
+def test_bootstrap_imports_neither_pyarrow_nor_the_registry_client() -> None:
+    imported = _fresh_interpreter(
+        "import sys, modelops_runner.__main__, modelops_runner.bootstrap; "
+        f"print(','.join(m for m in {HEAVY!r} if m in sys.modules))"
+    )
+    assert imported == "", f"imported at start-up: {imported}"
 
 
 def test_after_the_warm_up_storing_a_task_output_imports_nothing_more() -> None:
-    code = (
+    imported = _fresh_interpreter(
         "import sys, numpy as np; from modelops_runner import tables, wire; tables.warm_up(); "
         "before = set(sys.modules); "
         "out = {'day': np.arange(5), 'I': np.ones(5), 'ok': np.ones(5, bool), 'g': ['a'] * 5}; "
@@ -36,24 +41,18 @@ def test_after_the_warm_up_storing_a_task_output_imports_nothing_more() -> None:
         "compression='snappy'); "
         "print(','.join(sorted(set(sys.modules) - before)))"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
-    )
-    assert done.stdout.strip() == "", f"imported by the first store: {done.stdout.strip()}"
+    assert imported == "", f"imported by the first store: {imported}"
 
 
 def test_the_runner_process_stores_outputs_without_loading_pandas() -> None:
-    code = (
+    printed = _fresh_interpreter(
         "import sys, numpy as np; from modelops_runner.__main__ import hide_pandas; "
         "hide_pandas(); from modelops_runner import tables, wire; tables.warm_up(); "
         "out = {'day': np.arange(3), 'x': [0.5, None, 2.0], 'g': ['a', 'b', 'c']}; "
         "data = tables.encode_output('ts', wire.to_raw('ts', out), compression='snappy'); "
         "print('pandas' in sys.modules, len(data) > 0)"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
-    )
-    assert done.stdout.split() == ["False", "True"], done.stdout + done.stderr[-2000:]
+    assert printed.split() == ["False", "True"], printed
 
 
 def test_the_registry_store_still_loads_on_demand() -> None:
