@@ -6,15 +6,14 @@ NATS is the real server.
 
 from __future__ import annotations
 
-import io
 import signal
 
-import pyarrow.parquet as pq
 import pytest
 from runner_jobkit import SIR_MODELS, JobSite, read_job_events, sir_tasks
 
 from modelops_contracts import LaunchOptions, ParameterSet, SimTask
 from modelops_contracts.messages import TaskCompleted, TaskFailed
+from modelops_runtime.outputs import read_output
 
 pytestmark = pytest.mark.integration
 
@@ -82,9 +81,7 @@ async def test_each_failure_kind_is_reported_and_the_rest_complete(
     (garbage,) = [e for e in failed.values() if e.task_id.startswith("undecodable-seq-")]
     assert garbage.failure == "infrastructure" and "cannot be decoded" in garbage.message
 
-    result = pq.read_table(
-        io.BytesIO(await site.blobs.get_bytes(completed[noisy.task_id].outputs["result"]))
-    )
+    result = await read_output(site.blobs, completed[noisy.task_id].outputs["result"])
     assert result.to_pylist() == [{"megabytes": 50}]
     info = await nats_client.jetstream().consumer_info("MODELOPS_TASKS", job.consumer)
     assert info.num_pending == 0 and info.num_ack_pending == 0  # all acked or terminated

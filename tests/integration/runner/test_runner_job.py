@@ -3,22 +3,21 @@ against real servers: nats-server, the OCI registry and SeaweedFS S3."""
 
 from __future__ import annotations
 
-import io
 import json
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import msgspec
-import pyarrow.parquet as pq
 import pytest
 from runner_jobkit import EXAMPLE_SIR, JobSite, completions, read_job_events
 
-from modelops_contracts import LaunchOptions, ParameterSet, SimulationStudy
+from modelops_contracts import LaunchOptions, ParameterSet, SimulationStudy, parse_output_ref
 from modelops_contracts.jobs import blob_keys
 from modelops_contracts.messages import TaskCompleted, TaskFailed
 from modelops_runner.results import ResultRecord
 from modelops_runtime.blobstore import BlobStore, open_blob_store
+from modelops_runtime.outputs import read_output
 
 pytestmark = pytest.mark.integration
 
@@ -105,16 +104,18 @@ async def test_sir_study_runs_to_completion_on_s3_and_a_registry(
     assert len({t.seed for t in tasks[:per_study]}) == per_study  # each replicate: its own seed
 
     finals: dict[str, int] = {}
+    packs: set[str] = set()
     for task in tasks:
         event = done[task.task_id]
-        assert event.outputs == {
-            name: store.uri_for(blob_keys.result_output(task.task_id, name))
-            for name in ("timeseries", "summary")
-        }
+        assert set(event.outputs) == {"timeseries", "summary"}
+        for ref in event.outputs.values():  # rows of a pack: one file for the tasks stored together
+            where = parse_output_ref(ref)
+            assert where.rows is not None and "/packs/" in where.uri, ref
+            packs.add(where.uri)
         assert event.metrics.wall_s > 0 and event.metrics.peak_rss_bytes > 0
         assert event.attempt == 1 and event.runner_id and event.correlation_id
-        series = pq.read_table(io.BytesIO(await store.get_bytes(event.outputs["timeseries"])))
-        summary = pq.read_table(io.BytesIO(await store.get_bytes(event.outputs["summary"])))
+        series = await read_output(store, event.outputs["timeseries"])
+        summary = await read_output(store, event.outputs["summary"])
         assert series.num_rows == CONFIG["days"] + 1 and summary.num_rows == 1
         scenario = task.entrypoint.partition("/")[2] or None
         expected = _direct_result(dict(task.params.params), task.seed, scenario)
@@ -131,6 +132,7 @@ async def test_sir_study_runs_to_completion_on_s3_and_a_registry(
         key = (task.entrypoint, task.params.param_id)
         by_set.setdefault(key, set()).add(finals[task.task_id])
     assert all(len(values) > 1 for values in by_set.values()), by_set
+    assert len(packs) < len(tasks)  # tasks stored together share their packs
     info = await nats_client.jetstream().consumer_info("MODELOPS_TASKS", job.consumer)
     assert info.num_pending == 0 and info.num_ack_pending == 0
 

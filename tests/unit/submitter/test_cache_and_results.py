@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
-from collections.abc import AsyncIterator
+import json
+from collections import Counter
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import pyarrow as pa
@@ -17,6 +20,7 @@ from modelops_contracts import (
     TaskCompleted,
     TaskFailed,
     blob_keys,
+    output_ref,
 )
 from modelops_runtime.blobstore import BlobLocation, FileBlobStore
 from modelops_submitter.cache import find_done, parse_result_key
@@ -28,17 +32,68 @@ from modelops_submitter.tracker import JobTracker
 from .fakes import REF
 
 
-def parquet(table: dict) -> bytes:
+def parquet(table: dict | pa.Table) -> bytes:
     sink = io.BytesIO()
-    pq.write_table(pa.table(table), sink)
+    pq.write_table(table if isinstance(table, pa.Table) else pa.table(table), sink)
     return sink.getvalue()
 
 
 async def store_result(store: FileBlobStore, task_id: str, outputs: dict[str, dict]) -> None:
-    """What a runner leaves: one Parquet per output, then _done.json last."""
+    """What a runner left before packs: one Parquet per output, then _done.json last (here a
+    record without `outputs`, so the results builder falls back to the per-task keys)."""
     for name, table in outputs.items():
         await store.put_bytes(blob_keys.result_output(task_id, name), parquet(table))
     await store.put_bytes(blob_keys.result_done(task_id), b"{}")
+
+
+def record(task_id: str, outputs: dict[str, str]) -> bytes:
+    """A runner's `_done.json` with every ResultRecord field; the submitter reads `outputs`."""
+    doc = {
+        "task_id": task_id,
+        "job_id": "job-r",
+        "attempt": 1,
+        "outputs": outputs,
+        "metrics": {"wall_s": 0.02},
+        "runner_id": "runner-1",
+        "time": "2025-01-01T00:00:00Z",
+        "correlation_id": "c",
+        "version": 2,
+    }
+    return json.dumps(doc).encode()
+
+
+async def store_files(store: FileBlobStore, task_id: str, outputs: dict[str, dict]) -> None:
+    """Whole per-task files named by URI in the record (version-1 records; and outputs a
+    worker wrote as Parquet itself)."""
+    refs = {}
+    for name, table in outputs.items():
+        refs[name] = await store.put_bytes(blob_keys.result_output(task_id, name), parquet(table))
+    await store.put_bytes(blob_keys.result_done(task_id), record(task_id, refs))
+
+
+async def store_packed(
+    store: FileBlobStore, results: Sequence[tuple[str, dict[str, dict]]]
+) -> dict[str, str]:
+    """What a runner leaves now for tasks it stores together: per output one pack holding
+    their rows in order, then each task's _done.json naming its rows. Output -> pack key."""
+    tables: dict[str, list[pa.Table]] = {}
+    for _, outputs in results:
+        for name, table in outputs.items():
+            tables.setdefault(name, []).append(pa.table(table))
+    keys, refs = {}, {task_id: {} for task_id, _ in results}
+    for name, parts in tables.items():
+        data = parquet(pa.concat_tables(parts))
+        keys[name] = blob_keys.result_pack(hashlib.sha256(data).hexdigest())
+        uri = await store.put_bytes(keys[name], data)
+        start = 0
+        for task_id, outputs in results:
+            if name in outputs:
+                stop = start + pa.table(outputs[name]).num_rows
+                refs[task_id][name] = output_ref(uri, start, stop)
+                start = stop
+    for task_id, _ in results:
+        await store.put_bytes(blob_keys.result_done(task_id), record(task_id, refs[task_id]))
+    return keys
 
 
 @pytest.fixture
@@ -56,16 +111,26 @@ def make_job(n_sets: int = 4, reps: int = 2, params: list[dict] | None = None) -
 
 
 class CountingStore(FileBlobStore):
-    """Counts listing requests (one per started listing, plus one per further 1000 keys)."""
+    """Counts listing requests (one per started listing, plus one per further 1000 keys) and
+    records the keys or URIs each get_batch asked for."""
 
     def __init__(self, root: Path) -> None:
         super().__init__(BlobLocation(scheme="file", root=str(root)))
         self.lists: list[str] = []
+        self.gets: list[list[str]] = []
 
     async def list(self, prefix: str = "") -> AsyncIterator[str]:
         self.lists.append(prefix)
         async for key in super().list(prefix):
             yield key
+
+    async def get_batch(self, keys_or_uris: Sequence[str]) -> list[bytes | None]:
+        self.gets.append(list(keys_or_uris))
+        return await super().get_batch(keys_or_uris)
+
+    def read(self) -> Counter[str]:
+        """How often each key was read (URIs of this store count as their keys)."""
+        return Counter(k.removeprefix(self.uri + "/") for batch in self.gets for k in batch)
 
 
 def test_parse_result_key() -> None:
@@ -120,6 +185,40 @@ async def test_find_done_gives_up_on_a_crowded_shard(
     assert set(done) == {crowd[0]}
     assert store.lists[0] == "results/00/"  # tried the shard listing, then per task
     assert len(store.lists) == 1 + len(wanted)
+
+
+@pytest.mark.parametrize("shard_min", [1, 100])  # shard listings; per-task listings
+async def test_find_done_reads_the_names_of_packed_tasks_from_their_records(
+    tmp_path: Path, shard_min: int
+) -> None:
+    store = CountingStore(tmp_path / "b")
+    packed, packed_too, files, old, none, garbled, wrong = (
+        f"{i:02x}" + f"{i:062x}" for i in range(7)
+    )
+    await store_packed(
+        store,
+        [(packed, {"summary": {"p": [1]}, "incidence": {"d": [1, 2]}}), (packed_too, {"s": {}})],
+    )
+    await store_files(store, files, {"summary": {"p": [2]}})
+    await store_result(store, old, {"summary": {"p": [3]}, "extra": {"e": [1]}})
+    await store.put_bytes(blob_keys.result_done(none), record(none, {}))
+    await store.put_bytes(blob_keys.result_done(garbled), b"\x00 not json")
+    await store.put_bytes(blob_keys.result_done(wrong), b'{"outputs": ["summary"]}')
+    ids = [packed, packed_too, files, old, none, garbled, wrong]
+
+    done = await find_done(store, ids, shard_min=shard_min)
+
+    assert done == {
+        packed: ("incidence", "summary"),
+        packed_too: ("s",),
+        files: ("summary",),  # from the listing
+        old: ("extra", "summary"),
+        none: (),
+    }  # an unreadable record: not done, the task runs again
+    # only the folders that show no output file cost a record read
+    assert store.read() == Counter(
+        blob_keys.result_done(t) for t in (packed, packed_too, none, garbled, wrong)
+    )
 
 
 def test_param_columns_unify_types_and_avoid_clashes() -> None:
@@ -307,3 +406,259 @@ def _spec(job: SimJob):
         task_subject=f"modelops.tasks.{job.job_id}",
         consumer=f"runners-{job.job_id}",
     )
+
+
+# --- results read through the records' references: packs, whole files, the old keys ---
+
+
+async def index_order(store: FileBlobStore, job_id: str) -> list[str]:
+    data = await store.get_bytes(f"jobs/{job_id}/task_index.parquet")
+    return pq.read_table(io.BytesIO(data), columns=["task_id"]).column("task_id").to_pylist()
+
+
+def completed(
+    job: SimJob,
+    task_ids: Sequence[str],
+    outputs: Sequence[str],
+    cached: Sequence[str] = (),
+    failed: Sequence[str] = (),
+) -> JobTracker:
+    """A finished job's tracker: every task completed with `outputs`, but the `cached` and
+    `failed` ones."""
+    names = tuple(outputs)
+    tracker = JobTracker(
+        job.job_id,
+        expected=[t for t in task_ids if t not in cached],
+        cached={t: names for t in cached},
+    )
+    for task_id in task_ids:
+        if task_id in failed:
+            tracker.apply(
+                TaskFailed(
+                    correlation_id="c",
+                    job_id=job.job_id,
+                    task_id=task_id,
+                    failure="crash",
+                    message="it broke",
+                )
+            )
+        elif task_id not in cached:
+            tracker.apply(
+                TaskCompleted(
+                    correlation_id="c",
+                    job_id=job.job_id,
+                    task_id=task_id,
+                    outputs={n: "ref" for n in names},
+                )
+            )
+    assert tracker.done
+    return tracker
+
+
+async def results_tables(store: FileBlobStore, *names: str) -> dict[str, pq.ParquetFile]:
+    return {
+        name: pq.ParquetFile(
+            io.BytesIO(await store.get_bytes(f"jobs/job-r/results/{name}.parquet"))
+        )
+        for name in names
+    }
+
+
+def notes(tasks: pq.ParquetFile) -> dict[str, str | None]:
+    table = tasks.read(columns=["task_id", "note"])
+    return dict(zip(*(table.column(c).to_pylist() for c in ("task_id", "note")), strict=True))
+
+
+def sample_outputs(i: int) -> dict[str, dict]:
+    days = i % 4  # 0 to 3 rows: an empty table among them
+    return {
+        "summary": {"peak": pa.array([i], pa.int64()), "label": pa.array([f"t{i}"])},
+        "incidence": {
+            "day": pa.array(range(days), pa.int64()),
+            "infected": pa.array([i * 10.0 + d for d in range(days)], pa.float64()),
+        },
+    }
+
+
+@pytest.fixture
+def small_batches(monkeypatch: pytest.MonkeyPatch) -> int:
+    import modelops_submitter.results as results
+
+    monkeypatch.setattr(results, "BATCH_TASKS", 4)
+    return 4
+
+
+async def test_packed_and_mixed_results_equal_per_task_files_row_for_row(
+    tmp_path: Path, small_batches: int
+) -> None:
+    job = make_job(n_sets=6, reps=2)  # 12 tasks, 3 batches of 4
+    stores = {
+        name: FileBlobStore(BlobLocation(scheme="file", root=str(tmp_path / name)))
+        for name in ("old", "packs", "mixed")
+    }
+    order: list[str] = []
+    for store in stores.values():
+        await upload_job_files(store, job, _spec(job), {})
+        order = await index_order(store, job.job_id)
+    out = {t: sample_outputs(i) for i, t in enumerate(order)}
+    cached, failed = order[1], order[6]
+    stored = [t for t in order if t != failed]
+
+    for t in stored:
+        await store_result(stores["old"], t, out[t])
+    packs = stores["packs"]
+    for start in range(0, len(stored), 5):  # packs straddle the builder's batches
+        await store_packed(packs, [(t, out[t]) for t in stored[start : start + 5]])
+    mixed = stores["mixed"]
+    await store_packed(mixed, [(t, out[t]) for t in stored[:3]])
+    await store_files(mixed, stored[3], out[stored[3]])
+    await store_result(mixed, stored[4], out[stored[4]])
+    await store_packed(mixed, [(t, out[t]) for t in stored[5:9]])
+    # one task with its summary in a pack and its incidence a whole file of its own
+    split = stored[9]
+    await store_packed(mixed, [(split, {"summary": out[split]["summary"]})])
+    refs = json.loads(await mixed.get_bytes(blob_keys.result_done(split)))["outputs"]
+    refs["incidence"] = await mixed.put_bytes(
+        blob_keys.result_output(split, "incidence"), parquet(out[split]["incidence"])
+    )
+    await mixed.put_bytes(blob_keys.result_done(split), record(split, refs))
+    await store_packed(mixed, [(t, out[t]) for t in stored[10:]])
+
+    built = {}
+    for name, store in stores.items():
+        tracker = completed(job, order, ("summary", "incidence"), cached=[cached], failed=[failed])
+        await write_results(store, job.job_id, tracker)
+        built[name] = await results_tables(store, "tasks", "summary", "incidence")
+
+    old = built["old"]
+    assert set(notes(old["tasks"]).values()) == {None}
+    assert old["incidence"].read().num_rows == sum(i % 4 for i in range(12) if i != 6)
+    assert old["summary"].read().column("task_id").to_pylist() == stored
+    for name in ("packs", "mixed"):
+        for table in ("tasks", "summary", "incidence"):
+            assert built[name][table].read().equals(old[table].read(), check_metadata=True), (
+                name,
+                table,
+            )
+            assert built[name][table].num_row_groups == old[table].num_row_groups == 3
+
+
+async def test_a_pack_shared_by_two_batches_is_read_once(
+    tmp_path: Path, small_batches: int
+) -> None:
+    store = CountingStore(tmp_path / "b")
+    job = make_job(n_sets=4, reps=2)  # 8 tasks: batches of 4, packs of 3 (the 2nd straddles)
+    await upload_job_files(store, job, _spec(job), {})
+    order = await index_order(store, job.job_id)
+    out = {t: sample_outputs(i) for i, t in enumerate(order)}
+    packs = [
+        key
+        for start in (0, 3, 6)
+        for key in (
+            await store_packed(store, [(t, out[t]) for t in order[start : start + 3]])
+        ).values()
+    ]
+    await write_results(store, job.job_id, completed(job, order, ("summary", "incidence")))
+
+    reads = store.read()
+    assert len(packs) == 6 and all(reads[key] == 1 for key in packs), reads
+    assert all(n == 1 for n in reads.values())  # each record and pack once
+    assert sum(1 for key in reads if key.endswith("/_done.json")) == len(order)
+    assert len(store.gets) == 4  # records, then files, per batch
+    tables = await results_tables(store, "tasks", "summary", "incidence")
+    assert set(notes(tables["tasks"]).values()) == {None}
+    summary = tables["summary"].read()
+    assert summary.column("task_id").to_pylist() == order
+    assert summary.column("peak").to_pylist() == list(range(8))
+    incidence = tables["incidence"].read()
+    assert incidence.column("infected").to_pylist() == [
+        i * 10.0 + d for i in range(8) for d in range(i % 4)
+    ]
+
+
+async def test_a_missing_pack_is_noted_for_exactly_its_tasks(store: FileBlobStore) -> None:
+    job = make_job(n_sets=7, reps=1)
+    await upload_job_files(store, job, _spec(job), {})
+    order = await index_order(store, job.job_id)
+    out = {t: sample_outputs(i) for i, t in enumerate(order)}
+    await store_packed(store, [(t, out[t]) for t in order[:3]])
+    lost = await store_packed(store, [(t, out[t]) for t in order[3:6]])
+    await store_packed(store, [(t, out[t]) for t in order[6:]])
+    await store.delete(lost["summary"])
+
+    await write_results(store, job.job_id, completed(job, order, ("summary", "incidence")))
+
+    tables = await results_tables(store, "tasks", "summary", "incidence")
+    by_task = notes(tables["tasks"])
+    for t in order[3:6]:
+        assert by_task[t] == (
+            f"output 'summary' is missing from the store ({store.uri_for(lost['summary'])})"
+        )
+    assert {by_task[t] for t in order[:3] + order[6:]} == {None}
+    summary = tables["summary"].read()
+    assert summary.column("task_id").to_pylist() == order[:3] + order[6:]
+    assert summary.column("peak").to_pylist() == [0, 1, 2, 6]
+    assert tables["incidence"].read().num_rows == sum(i % 4 for i in range(7))
+
+
+async def test_bad_references_and_unreadable_packs_are_noted_not_fatal(
+    store: FileBlobStore,
+) -> None:
+    job = make_job(n_sets=6, reps=1)
+    await upload_job_files(store, job, _spec(job), {})
+    order = await index_order(store, job.job_id)
+    good, bad_fragment, too_far, elsewhere, garbled, garbled_too = order
+    await store_packed(store, [(t, {"summary": {"peak": [i]}}) for i, t in enumerate(order)])
+    pack_uri = json.loads(await store.get_bytes(blob_keys.result_done(good)))["outputs"]["summary"]
+    pack_uri = pack_uri.partition("#")[0]
+    garbage_uri = await store.put_bytes(blob_keys.result_pack("ff" * 32), b"not parquet")
+    broken = {
+        bad_fragment: f"{pack_uri}#rows=2-1",
+        too_far: output_ref(pack_uri, 5, 7),  # the pack has 6 rows
+        elsewhere: output_ref("s3://elsewhere/packs/ab/ab.parquet", 0, 1),
+        garbled: output_ref(garbage_uri, 0, 1),
+        garbled_too: output_ref(garbage_uri, 1, 2),
+    }
+    for task_id, ref in broken.items():
+        await store.put_bytes(blob_keys.result_done(task_id), record(task_id, {"summary": ref}))
+
+    await write_results(store, job.job_id, completed(job, order, ("summary",)))
+
+    tables = await results_tables(store, "tasks", "summary")
+    by_task = notes(tables["tasks"])
+    assert by_task[good] is None
+    assert by_task[bad_fragment].startswith("output 'summary' left out of its table:")
+    assert "rows=2-1" in by_task[bad_fragment]
+    assert by_task[too_far] == (
+        f"output 'summary' left out of its table: rows 5-7 are beyond the 6 rows of {pack_uri}"
+    )
+    assert "not inside the blob store" in by_task[elsewhere]
+    for task_id in (garbled, garbled_too):
+        assert by_task[task_id].startswith("output 'summary' left out of its table:")
+    assert len(by_task) == len(order)  # the batch is all there
+    assert tables["summary"].read().column("task_id").to_pylist() == [good]
+
+
+async def test_an_unreadable_record_falls_back_to_the_task_files(store: FileBlobStore) -> None:
+    job = make_job(n_sets=3, reps=1)
+    await upload_job_files(store, job, _spec(job), {})
+    order = await index_order(store, job.job_id)
+    for i, t in enumerate(order):
+        await store_result(store, t, {"summary": {"peak": [i]}})
+    await store.put_bytes(blob_keys.result_done(order[0]), b"\x00 not json")
+    await store.delete(blob_keys.result_done(order[1]))  # no record at all
+    await write_results(store, job.job_id, completed(job, order, ("summary",)))
+    tables = await results_tables(store, "tasks", "summary")
+    assert set(notes(tables["tasks"]).values()) == {None}
+    assert tables["summary"].read().column("peak").to_pylist() == [0, 1, 2]
+
+
+async def test_tasks_without_outputs_cost_no_reads(tmp_path: Path) -> None:
+    store = CountingStore(tmp_path / "b")
+    job = make_job(n_sets=5, reps=2)
+    await upload_job_files(store, job, _spec(job), {})
+    order = await index_order(store, job.job_id)
+    await write_results(store, job.job_id, completed(job, order, ()))
+    assert store.gets == []
+    tables = await results_tables(store, "tasks")
+    assert tables["tasks"].read().column("status").to_pylist() == ["completed"] * len(order)

@@ -1,5 +1,6 @@
 """Results tables built while the job runs: the leading batches whose tasks are all done are
-written early, and the finished files are the same as writing everything at the end."""
+written early, and the finished files are the same as writing everything at the end (and the
+same whether the outputs were stored in packs or as per-task files)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ import asyncio
 import io
 from pathlib import Path
 
-import pyarrow as pa
 import pyarrow.parquet as pq
 
 from modelops_contracts import (
@@ -18,7 +18,6 @@ from modelops_contracts import (
     SimulationStudy,
     SubmitJob,
     TaskCompleted,
-    blob_keys,
     decode,
 )
 from modelops_runtime.blobstore import BlobLocation, FileBlobStore
@@ -28,7 +27,7 @@ from modelops_submitter.results import BATCH_TASKS, ResultsBuilder, write_result
 from modelops_submitter.tracker import JobTracker
 
 from .fakes import REF, ManualClock, make_deps
-from .test_cache_and_results import _spec, make_job, store_result
+from .test_cache_and_results import _spec, index_order, make_job, store_packed, store_result
 
 
 def _done(tracker: JobTracker, job_id: str, task_id: str) -> None:
@@ -55,21 +54,20 @@ async def test_batches_are_written_as_they_finish_and_the_tables_match_a_late_wr
         for name in ("early", "late")
     ]
     for store in stores:
-        for i, t in enumerate(tasks):
-            await store_result(store, t.task_id, {"summary": {"peak": [i], "task": [t.task_id]}})
         await upload_job_files(store, job, _spec(job), {})
     early, late = stores
+    order = await index_order(early, job.job_id)
+    outputs = {t: {"summary": {"peak": [i], "task": [t]}} for i, t in enumerate(order)}
+    # early: as runners store results now, in packs of 50 tasks (one straddles the batches);
+    # late: as they did before, one file per task
+    for start in range(0, len(order), 50):
+        await store_packed(early, [(t, outputs[t]) for t in order[start : start + 50]])
+    for t in order:
+        await store_result(late, t, outputs[t])
     tracker = JobTracker(job.job_id, expected=[t.task_id for t in tasks])
     builder = ResultsBuilder(early, job.job_id)
 
     # the first batch (in index order) is only written once every task in it is done
-    order = [
-        r["task_id"]
-        for r in pq.read_table(
-            io.BytesIO(await early.get_bytes(f"jobs/{job.job_id}/task_index.parquet")),
-            columns=["task_id"],
-        ).to_pylist()
-    ]
     for task_id in order[: BATCH_TASKS - 1]:
         _done(tracker, job.job_id, task_id)
     assert await builder.advance(tracker) == 0
@@ -85,6 +83,8 @@ async def test_batches_are_written_as_they_finish_and_the_tables_match_a_late_wr
     built, written = await _tables(early), await _tables(late)
     assert built == written
     assert [r["task_id"] for r in built["summary"]] == order
+    assert [r["peak"] for r in built["summary"]] == list(range(len(order)))
+    assert {r["note"] for r in built["tasks"]} == {None}
     assert len(built["tasks"]) == len(tasks)
     summary_file = pq.ParquetFile(
         io.BytesIO(await early.get_bytes("jobs/job-r/results/summary.parquet"))
@@ -110,12 +110,12 @@ async def test_tracking_writes_finished_batches_while_the_job_runs(tmp_path: Pat
     queued = [decode(p, SimTask) for p in deps.queue.messages[job_id].values()]
 
     async def finish(tasks: list[SimTask]) -> None:
-        for task in tasks:
-            await deps.blobs.put_bytes(
-                blob_keys.result_output(task.task_id, "summary"),
-                _parquet({"peak": [task.seed % 100]}),
+        for start in range(0, len(tasks), 50):  # as a runner stores them: in packs
+            group = tasks[start : start + 50]
+            await store_packed(
+                deps.blobs, [(t.task_id, {"summary": {"peak": [t.seed % 100]}}) for t in group]
             )
-            await deps.blobs.put_bytes(blob_keys.result_done(task.task_id), b"{}")
+        for task in tasks:
             await deps.tracking.on_event(
                 TaskCompleted(
                     correlation_id="r",
@@ -140,10 +140,5 @@ async def test_tracking_writes_finished_batches_while_the_job_runs(tmp_path: Pat
         io.BytesIO(await deps.blobs.get_bytes(f"jobs/{job_id}/results/summary.parquet"))
     )
     assert summary.column("task_id").to_pylist() == [t.task_id for t in queued]
+    assert summary.column("peak").to_pylist() == [t.seed % 100 for t in queued]
     assert not deps.tracking.live_results.busy
-
-
-def _parquet(table: dict) -> bytes:
-    sink = io.BytesIO()
-    pq.write_table(pa.table(table), sink)
-    return sink.getvalue()

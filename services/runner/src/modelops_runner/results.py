@@ -1,19 +1,22 @@
 """Task results in the blob store: outputs first, then `_done.json`, written once.
 
-Layout (modelops_contracts.blob_keys): `results/<xx>/<task_id>/<output>.parquet` for each
-output, then `results/<xx>/<task_id>/_done.json` (a `ResultRecord`), written last with
+Layout (modelops_contracts.blob_keys): the outputs of the tasks stored together go into one
+Parquet file per output, a pack (`packs/<xx>/<sha256>.parquet`, packing.py), and each task's
+record names its rows (`<pack uri>#rows=<start>-<stop>`, modelops_contracts.outputs); an
+output a worker wrote as Parquet itself stays a whole file (`results/<xx>/<task_id>/<output>
+.parquet`). Then `results/<xx>/<task_id>/_done.json` (a `ResultRecord`) is written last with
 put_if_absent: its presence means every output is stored. Results are keyed by task id
 alone, so any job, and any redelivery, reuses them.
 
 When two runners finish the same task (a redelivery while the first was still working, or
-two jobs sharing a task) both write identical outputs and only one record wins; the loser
+two jobs sharing a task) both write their outputs and only one record wins; the loser
 reports the winner's record, so everybody publishes the same TaskCompleted.
 
 The batch forms (`find_results`, `save_results`) serve many tasks with one store call per
-step: all outputs in one stage, then all records in the next (BlobStore.put_batch), so the
-file:// store syncs the disk twice per batch instead of twice per file. Outputs that came
-from the workers as raw columns (wire.py) are written as Parquet here first, the whole
-batch in one thread hop, one after another while pyarrow is warm in the CPU's caches.
+step: all packs and files in one stage, then all records in the next (BlobStore.put_batch),
+so the file:// store syncs the disk twice per batch instead of twice per file. Outputs that
+came from the workers as raw columns (wire.py) are packed and written as Parquet here, the
+whole batch in one thread hop, while pyarrow is warm in the CPU's caches.
 """
 
 from __future__ import annotations
@@ -22,14 +25,19 @@ import asyncio
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 import structlog
 
-from modelops_contracts import TaskMetrics
+from modelops_contracts import TaskMetrics, output_ref
 from modelops_contracts.jobs import blob_keys
 from modelops_runtime.blobstore import BlobNotFound, BlobPut, BlobStore, BlobStoreError
+
+from .packing import Pack, Placed
+
+if TYPE_CHECKING:
+    from .tables import Compression
 
 __all__ = [
     "PARQUET_CONTENT_TYPE",
@@ -62,12 +70,12 @@ class ResultRecord(msgspec.Struct, frozen=True, kw_only=True):
     task_id: str
     job_id: str
     attempt: int
-    outputs: dict[str, str]  # output name -> blob URI of its Parquet file
+    outputs: dict[str, str]  # output name -> reference (modelops_contracts.outputs)
     metrics: TaskMetrics = TaskMetrics()
     runner_id: str = ""
     time: str = ""
     correlation_id: str = ""
-    version: int = 1
+    version: int = 2  # 2: outputs may be rows of packs; 1: whole files only
 
 
 _encoder = msgspec.json.Encoder()
@@ -138,23 +146,32 @@ class Saved:
 
 @dataclass(frozen=True)
 class _Plan:
-    record: ResultRecord  # with its outputs' URIs
-    outputs: list[BlobPut]
+    record: ResultRecord  # with its outputs' references
+    outputs: list[BlobPut]  # the packs it has rows in (shared with other plans), its own files
     done: BlobPut
 
 
-def _plan(store: BlobStore, record: ResultRecord, outputs: Mapping[str, bytes]) -> _Plan:
+def _plan(
+    store: BlobStore, record: ResultRecord, placed: Placed, packs: Mapping[str, BlobPut]
+) -> _Plan:
     """The puts that store one task's result, and its record naming them; no I/O."""
-    check_output_names(list(outputs))
-    keys = {name: blob_keys.result_output(record.task_id, name) for name in outputs}
-    record = msgspec.structs.replace(
-        record, outputs={name: store.uri_for(key) for name, key in keys.items()}
-    )
+    check_output_names([*placed.rows, *placed.files])
+    files = {name: blob_keys.result_output(record.task_id, name) for name in placed.files}
+    refs = {
+        name: output_ref(store.uri_for(packs[digest].key), start, stop)
+        for name, (digest, start, stop) in placed.rows.items()
+    }
+    refs.update((name, store.uri_for(key)) for name, key in files.items())
+    record = msgspec.structs.replace(record, outputs=refs)
+    used = {digest for digest, _, _ in placed.rows.values()}
     return _Plan(
         record=record,
         outputs=[
-            BlobPut(keys[name], data, content_type=PARQUET_CONTENT_TYPE)
-            for name, data in outputs.items()
+            *(packs[digest] for digest in sorted(used)),
+            *(
+                BlobPut(files[name], data, content_type=PARQUET_CONTENT_TYPE)
+                for name, data in placed.files.items()
+            ),
         ],
         done=BlobPut(
             blob_keys.result_done(record.task_id),
@@ -179,9 +196,8 @@ async def _settle(store: BlobStore, plan: _Plan, wrote: bool) -> Saved:
 
 async def _save_plans(store: BlobStore, plans: list[_Plan]) -> list[Saved | BlobStoreError]:
     try:
-        _, wrote = await store.put_batch(
-            [put for plan in plans for put in plan.outputs], [plan.done for plan in plans]
-        )
+        outputs = {put.key: put for plan in plans for put in plan.outputs}  # packs: once
+        _, wrote = await store.put_batch(list(outputs.values()), [plan.done for plan in plans])
     except BlobStoreError as exc:
         if len(plans) == 1:
             return [exc]
@@ -197,56 +213,53 @@ async def _save_plans(store: BlobStore, plans: list[_Plan]) -> list[Saved | Blob
     return answers
 
 
-def _encode_all(
-    results: Sequence[tuple[ResultRecord, Mapping[str, Any]]], compression: str
-) -> list[dict[str, bytes] | BadOutputTable]:
-    """Every task's outputs as Parquet bytes (runs in a thread: pyarrow releases the GIL)."""
-    from .tables import OutputTableError, encode_output  # pyarrow: the runner pre-imports it
+def _pack_all(
+    results: Sequence[tuple[ResultRecord, Mapping[str, Any]]], compression: Compression
+) -> tuple[list[Placed | BadOutputTable], list[Pack]]:
+    """Every task's outputs placed in packs or files (runs in a thread: pyarrow releases the
+    GIL, and the runner pre-imports it)."""
+    from .packing import pack_outputs
 
-    encoded: list[dict[str, bytes] | BadOutputTable] = []
-    for _, outputs in results:
-        try:
-            encoded.append(
-                {
-                    name: encode_output(name, output, compression=compression)  # type: ignore[arg-type]
-                    for name, output in outputs.items()
-                }
-            )
-        except OutputTableError as exc:
-            encoded.append(BadOutputTable(str(exc)))
-    return encoded
+    placed, packs = pack_outputs([outputs for _, outputs in results], compression=compression)
+    return [p if isinstance(p, Placed) else BadOutputTable(str(p)) for p in placed], packs
 
 
-async def _encode_raw(
-    results: Sequence[tuple[ResultRecord, Mapping[str, Any]]], compression: str
-) -> list[Mapping[str, bytes] | BadOutputTable]:
-    """The outputs as Parquet bytes; one thread hop for the batch, none if nothing came raw."""
+async def _place(
+    results: Sequence[tuple[ResultRecord, Mapping[str, Any]]], compression: Compression
+) -> tuple[list[Placed | BadOutputTable], list[Pack]]:
+    """_pack_all, without the thread hop when every output came as Parquet bytes."""
     if all(isinstance(o, bytes) for _, outputs in results for o in outputs.values()):
-        return [outputs for _, outputs in results]
-    return list(await asyncio.to_thread(_encode_all, results, compression))
+        return [Placed(files=dict(outputs)) for _, outputs in results], []
+    return await asyncio.to_thread(_pack_all, results, compression)
 
 
 async def save_results(
     store: BlobStore,
     results: Sequence[tuple[ResultRecord, Mapping[str, Any]]],
     *,
-    compression: str = "snappy",
+    compression: Compression = "snappy",
 ) -> list[Saved | BadOutput | BlobStoreError]:
     """Store many tasks' outputs, then their records (each unless one is already there).
 
-    Outputs are Parquet bytes or raw columns from a worker (written as Parquet with
-    `compression` first). Answers per task, in order: what is stored now, or the error for
-    that task alone (BadOutput when an output cannot be stored, BlobStoreError when the
+    Outputs are Parquet bytes or raw columns from a worker (packed, and written as Parquet
+    with `compression`, first). Answers per task, in order: what is stored now, or the error
+    for that task alone (BadOutput when an output cannot be stored, BlobStoreError when the
     store failed it; the caller retries those tasks).
     """
-    encoded = await _encode_raw(results, compression)
+    placed, packs = await _place(results, compression)
+    pack_puts = {
+        pack.digest: BlobPut(
+            blob_keys.result_pack(pack.digest), pack.data, content_type=PARQUET_CONTENT_TYPE
+        )
+        for pack in packs
+    }
     planned: list[_Plan | BadOutput] = []
-    for (record, _), outputs in zip(results, encoded, strict=True):
-        if isinstance(outputs, BadOutput):
-            planned.append(outputs)
+    for (record, _), place in zip(results, placed, strict=True):
+        if isinstance(place, BadOutput):
+            planned.append(place)
             continue
         try:
-            planned.append(_plan(store, record, outputs))
+            planned.append(_plan(store, record, place, pack_puts))
         except BadOutputName as exc:
             planned.append(exc)
     plans = [p for p in planned if isinstance(p, _Plan)]

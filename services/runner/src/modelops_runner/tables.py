@@ -23,6 +23,8 @@ __all__ = [
     "Compression",
     "OutputTableError",
     "encode_output",
+    "raw_to_arrow",
+    "table_to_parquet",
     "to_arrow",
     "to_parquet",
     "warm_up",
@@ -92,7 +94,11 @@ def to_arrow(name: str, obj: Any) -> pa.Table:
 
 def to_parquet(name: str, obj: Any, *, compression: Compression = "zstd") -> bytes:
     """One model output as the bytes of a Parquet file."""
-    table = to_arrow(name, obj)
+    return table_to_parquet(name, to_arrow(name, obj), compression=compression)
+
+
+def table_to_parquet(name: str, table: pa.Table, *, compression: Compression = "zstd") -> bytes:
+    """A table as the bytes of a Parquet file (OutputTableError names `name` if it cannot)."""
     full = table.num_rows > SMALL_TABLE_ROWS
     sink = pa.BufferOutputStream()
     try:
@@ -104,8 +110,10 @@ def to_parquet(name: str, obj: Any, *, compression: Compression = "zstd") -> byt
     return sink.getvalue().to_pybytes()
 
 
-def _raw_to_arrow(name: str, raw: RawTable) -> pa.Table:
+def raw_to_arrow(name: str, raw: RawTable) -> pa.Table:
     """The table a worker sent in raw form (wire.to_raw), as the worker would have built it."""
+    if not isinstance(raw, dict) or not isinstance(raw.get("columns"), list):
+        raise OutputTableError(name, f"arrived as a {type(raw).__name__}, not a table")
     columns = {
         key: values if dtype is None else np.frombuffer(values, dtype=np.dtype(dtype))
         for key, dtype, values in raw["columns"]
@@ -120,9 +128,7 @@ def encode_output(name: str, output: bytes | RawTable, *, compression: Compressi
     """One output from a worker reply as Parquet bytes: written here if it came raw."""
     if isinstance(output, (bytes, bytearray, memoryview)):
         return bytes(output)
-    if not isinstance(output, dict) or not isinstance(output.get("columns"), list):
-        raise OutputTableError(name, f"arrived as a {type(output).__name__}, not a table")
-    return to_parquet(name, _raw_to_arrow(name, output), compression=compression)
+    return table_to_parquet(name, raw_to_arrow(name, output), compression=compression)
 
 
 def warm_up() -> None:

@@ -6,7 +6,13 @@ costs far fewer requests than a HEAD per task; for a handful of tasks, or a shar
 other jobs' results, listing each task's own prefix is cheaper. Each shard starts with the
 shard listing when it has enough wanted tasks, and gives up on it once it has read more keys
 than the per-task listings would cost, so the cost is never much worse than the cheaper way.
-Listing also yields the output names each cached task stored, which the results table needs.
+
+The results table needs the output names each cached task stored. Listing yields them for a
+task whose outputs are files in its own folder (`<name>.parquet`: results stored before packs,
+and outputs a worker wrote as Parquet itself). A task whose outputs went into packs (Parquet
+files shared by tasks, `packs/<xx>/<sha>.parquet`) has only `_done.json` in its folder, as
+has a task without outputs: for those the names are read from the record's `outputs`, in
+batches, and a record that cannot be read makes the task not done (it runs again).
 """
 
 from __future__ import annotations
@@ -15,18 +21,36 @@ import asyncio
 import contextlib
 from collections.abc import Iterable
 
+import msgspec
 import structlog
 
 from modelops_contracts import blob_keys
 from modelops_runtime.blobstore import BlobStore
 
-__all__ = ["DONE_MARKER", "find_done", "parse_result_key"]
+__all__ = ["DONE_MARKER", "DoneOutputs", "decode_done", "find_done", "parse_result_key"]
 
 log = structlog.get_logger(__name__)
 
 DONE_MARKER = "_done.json"
 OUTPUT_SUFFIX = ".parquet"
 PAGE = 1000  # keys per listing request (S3's page size)
+RECORDS_PER_READ = 256  # `_done.json` records per get_batch
+
+
+class DoneOutputs(msgspec.Struct):
+    """The part of a task's `_done.json` (the runner's ResultRecord) the submitter reads:
+    output name -> reference (`modelops_contracts.parse_output_ref`). Other fields are
+    ignored, so the record may grow."""
+
+    outputs: dict[str, str] = {}
+
+
+_done_decoder = msgspec.json.Decoder(DoneOutputs)
+
+
+def decode_done(data: bytes) -> DoneOutputs:
+    """A `_done.json` record; msgspec.DecodeError (a ValueError) if it is not one."""
+    return _done_decoder.decode(data)
 
 
 def parse_result_key(key: str) -> tuple[str, str] | None:
@@ -114,4 +138,33 @@ async def find_done(
     done: dict[str, tuple[str, ...]] = {}
     for part in parts:
         done.update(part)
+    # a folder with only _done.json: outputs in packs, or none at all; the record says which
+    unlisted = sorted(t for t, names in done.items() if not names)
+    chunks = [unlisted[i : i + RECORDS_PER_READ] for i in range(0, len(unlisted), RECORDS_PER_READ)]
+    for names in await asyncio.gather(*(_read_names(store, c, sem) for c in chunks)):
+        for task_id, outputs in names.items():
+            if outputs is None:
+                del done[task_id]
+            else:
+                done[task_id] = outputs
     return done
+
+
+async def _read_names(
+    store: BlobStore, task_ids: list[str], sem: asyncio.Semaphore
+) -> dict[str, tuple[str, ...] | None]:
+    """Output names from each task's `_done.json`; None for a record that cannot be read."""
+    async with sem:
+        found = await store.get_batch([blob_keys.result_done(t) for t in task_ids])
+    names: dict[str, tuple[str, ...] | None] = {}
+    for task_id, data in zip(task_ids, found, strict=True):
+        if data is None:  # gone since the listing
+            log.warning("cache.record_unreadable", task_id=task_id, reason="missing")
+            names[task_id] = None
+            continue
+        try:
+            names[task_id] = tuple(sorted(decode_done(data).outputs))
+        except msgspec.DecodeError as exc:
+            log.warning("cache.record_unreadable", task_id=task_id, reason=str(exc))
+            names[task_id] = None
+    return names

@@ -1,16 +1,25 @@
-"""The results tables of a finished job, streamed from per-task outputs.
+"""The results tables of a finished job, streamed from the tasks' stored outputs.
 
 For each output name, `jobs/<job_id>/results/<output>.parquet`: the key columns of the task
 (task_id, param_id, parameters, seed, replicate) repeated on each of the output's rows, then
 the output's own columns. Plus `jobs/<job_id>/results/tasks.parquet`: one row per task with
 its status (completed, failed or cached), failure kind and message, and wall time.
 
-Memory stays bounded: the task index is read in batches, a batch's outputs are fetched in
-one `get_batch`, appended as one row group to one Parquet writer per output (local temporary
-files) and dropped, and the finished files are uploaded at the end. Every output of a task
-must have the columns of the first one written; a table that cannot be cast to them is left
-out of that output's table and named in the task's `note` (its Parquet file stays in the
-store).
+Where a task's outputs are is in its `_done.json` record: per output a reference
+(`modelops_contracts.parse_output_ref`), either rows of a *pack* (one Parquet file holding
+the output of several tasks a runner stored together) or a whole Parquet file of its own.
+A task whose record is missing or unreadable is read the old way, at
+`blob_keys.result_output(task_id, name)`; a task without outputs costs no read at all.
+
+Memory stays bounded: the task index is read in batches; a batch's records are fetched in
+one `get_batch` and the files they name in another (each file once, however many tasks it
+holds; the packs of the previous batch are kept, since a pack often straddles two batches);
+the batch's tables are appended as one row group to one Parquet writer per output (local
+temporary files) and dropped, and the finished files are uploaded at the end. Every output
+of a task must have the columns of the first one written; a table that cannot be cast to
+them is left out of that output's table and named in the task's `note` (its Parquet file
+stays in the store), as is an output whose file is missing or unreadable or whose reference
+is bad.
 """
 
 from __future__ import annotations
@@ -18,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,9 +35,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import structlog
 
-from modelops_contracts import blob_keys
-from modelops_runtime.blobstore import BlobNotFound, BlobStore
+from modelops_contracts import OutputRef, blob_keys, parse_output_ref
+from modelops_runtime.blobstore import BlobNotFound, BlobStore, key_of
 
+from .cache import decode_done
 from .errors import ResultsError
 from .job_files import task_index_key
 from .task_table import CACHED_COLUMN, status_schema
@@ -142,27 +152,45 @@ class _Assembler:
             compression="zstd",
         )
         self.counts = {"completed": 0, "failed": 0, "cached": 0, "pending": 0}
+        self.packs: dict[str, pa.Table] = {}  # the previous batch's packs, by URI
 
-    def add(
-        self,
-        keys: pa.RecordBatch,
-        outcomes: list[Outcome | None],
-        fetched: dict[tuple[int, str], bytes | str],
-    ) -> None:
+    def add(self, keys: pa.RecordBatch, outcomes: list[Outcome | None], fetched: _Fetched) -> None:
         notes: dict[int, list[str]] = {}
         by_output: dict[str, list[tuple[int, pa.Table]]] = {}
-        for (row, output), data in fetched.items():
-            if isinstance(data, str):
-                notes.setdefault(row, []).append(data)
+        tables: dict[str, pa.Table | str] = dict(fetched.kept)
+        for where, data in fetched.blobs.items():
+            if data is None:
+                tables[where] = f"is missing from the store ({where})"
                 continue
             try:
                 # ParquetFile.read, not pq.read_table: the dataset layer behind read_table
                 # costs ~0.4 ms more per file, which is most of it for a task's small output
-                table = pq.ParquetFile(pa.BufferReader(data)).read()
+                tables[where] = pq.ParquetFile(pa.BufferReader(data)).read()
             except (pa.ArrowException, ValueError) as exc:
-                notes.setdefault(row, []).append(f"output {output!r} left out of its table: {exc}")
+                tables[where] = f"left out of its table: {exc}"
+        for (row, output), ref in fetched.refs.items():  # in row order, as the tables are
+            table = tables[ref.uri] if isinstance(ref, OutputRef) else ref
+            if isinstance(table, str):
+                notes.setdefault(row, []).append(f"output {output!r} {table}")
                 continue
+            assert isinstance(ref, OutputRef)
+            if ref.rows is not None:
+                start, stop = ref.rows
+                if stop > table.num_rows:
+                    notes.setdefault(row, []).append(
+                        f"output {output!r} left out of its table: rows {start}-{stop} are "
+                        f"beyond the {table.num_rows} rows of {ref.uri}"
+                    )
+                    continue
+                table = table.slice(start, stop - start)
             by_output.setdefault(output, []).append((row, table))
+        self.packs = {
+            ref.uri: table
+            for ref in fetched.refs.values()
+            if isinstance(ref, OutputRef)
+            and ref.rows is not None
+            and isinstance(table := tables[ref.uri], pa.Table)
+        }
         for output, parts in by_output.items():
             writer = self.outputs.get(output)
             if writer is None:
@@ -196,25 +224,75 @@ class _Assembler:
             writer.close()
 
 
+@dataclass
+class _Fetched:
+    """A batch's outputs as read from the store, before any Parquet is parsed."""
+
+    # (row, output) -> the file and rows to take, or the note saying why there are none;
+    # in row order
+    refs: dict[tuple[int, str], OutputRef | str]
+    blobs: dict[str, bytes | None]  # key or URI -> its bytes (None: missing), each read once
+    kept: dict[str, pa.Table]  # URI -> table of a pack the previous batch read
+
+
+def _locate(store: BlobStore, task_id: str, output: str, ref: str | None) -> OutputRef | str:
+    """Where one output is, from its reference in the task's record (None: the record does
+    not name it, or could not be read); a str is the note saying why it cannot be read."""
+    own_file = OutputRef(blob_keys.result_output(task_id, output))
+    if ref is None:
+        return own_file  # results stored before records named their outputs
+    try:
+        parsed = parse_output_ref(ref)
+    except ValueError as exc:
+        return f"left out of its table: {exc}"
+    try:
+        key_of(store.uri, parsed.uri)  # get_batch raises for a URI outside this store
+    except ValueError as exc:  # InvalidBlobUri, UnsafeKey
+        if parsed.rows is None:
+            return own_file  # a task's own file is at its key, whatever the store's URI was
+        return f"left out of its table: {exc}"
+    return parsed
+
+
 async def _fetch(
-    store: BlobStore, task_ids: list[str], outcomes: list[Outcome | None]
-) -> dict[tuple[int, str], bytes | str]:
-    """Bytes of every stored output of the batch's finished tasks (a note if one is missing),
-    in one `get_batch` (one thread hop on file://, pooled concurrent GETs on S3)."""
-    wanted = [
-        (row, output)
+    store: BlobStore,
+    task_ids: list[str],
+    outcomes: list[Outcome | None],
+    packs: Mapping[str, pa.Table],
+) -> _Fetched:
+    """Where every output of the batch's finished tasks is, and the bytes of those files.
+
+    Two `get_batch` calls (one thread hop each on file://, pooled concurrent GETs on S3):
+    the `_done.json` of each task that has outputs, then each file they name, once (a pack
+    in `packs`, read by the previous batch, is not read again). A task without outputs
+    costs nothing. A task whose record is missing or unreadable is looked for at its
+    per-task keys, where results were stored before packs.
+    """
+    rows = [
+        row
         for row, outcome in enumerate(outcomes)
-        if outcome is not None and outcome.status != "failed"
-        for output in outcome.outputs
+        if outcome is not None and outcome.status != "failed" and outcome.outputs
     ]
-    keys = [blob_keys.result_output(task_ids[row], output) for row, output in wanted]
-    found = await store.get_batch(keys)
-    return {
-        where: data
-        if data is not None
-        else f"output {where[1]!r} is missing from the store ({key})"
-        for where, key, data in zip(wanted, keys, found, strict=True)
-    }
+    if not rows:
+        return _Fetched({}, {}, {})
+    records = await store.get_batch([blob_keys.result_done(task_ids[row]) for row in rows])
+    refs: dict[tuple[int, str], OutputRef | str] = {}
+    for row, data in zip(rows, records, strict=True):
+        outcome = outcomes[row]
+        assert outcome is not None
+        stored: dict[str, str] = {}
+        if data is not None:
+            try:
+                stored = decode_done(data).outputs
+            except ValueError as exc:  # msgspec.DecodeError
+                log.warning("results.record_unreadable", task_id=task_ids[row], reason=str(exc))
+        for output in outcome.outputs:
+            refs[row, output] = _locate(store, task_ids[row], output, stored.get(output))
+    wanted = list(dict.fromkeys(r.uri for r in refs.values() if isinstance(r, OutputRef)))
+    kept = {uri: packs[uri] for uri in wanted if uri in packs}
+    to_read = [uri for uri in wanted if uri not in kept]
+    found = await store.get_batch(to_read) if to_read else []
+    return _Fetched(refs, dict(zip(to_read, found, strict=True)), kept)
 
 
 class ResultsBuilder:
@@ -271,7 +349,7 @@ class ResultsBuilder:
             outcomes = [tracker.outcome(t) for t in task_ids]
             if not final and any(o is None for o in outcomes):
                 break
-            fetched = await _fetch(self.store, task_ids, outcomes)
+            fetched = await _fetch(self.store, task_ids, outcomes, self._assembler.packs)
             await asyncio.to_thread(self._assembler.add, self._next, outcomes, fetched)
             self._next = None
             written += 1

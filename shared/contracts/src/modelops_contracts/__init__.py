@@ -40,6 +40,7 @@ from .messages import (
     TaskFailed,
     TaskMetrics,
 )
+from .outputs import OutputRef, output_ref, parse_output_ref
 from .refs import BundleRef, parse_bundle_ref
 from .registry import ModelEntry, Registry, TrackedFile, check_relative_path
 from .seeds import SEED_MAX, derive_seed, derive_seeds
@@ -68,6 +69,7 @@ __all__ = [
     "ModelEntry",
     "ModelRegistered",
     "NotCanonical",
+    "OutputRef",
     "ParameterSet",
     "ParameterSpace",
     "ParameterSpec",
@@ -95,9 +97,11 @@ __all__ = [
     "encode",
     "model_digest",
     "new_job_id",
+    "output_ref",
     "param_id",
     "parse_bundle_ref",
     "parse_entrypoint",
+    "parse_output_ref",
     "task_id",
 ]
 

@@ -93,6 +93,11 @@ class blob_keys:  # lowercase on purpose: a namespace of key builders, blob_keys
         return f"results/{task_id[:2]}/{task_id}/{output}.parquet"
 
     @staticmethod
+    def result_pack(digest: str) -> str:
+        """Outputs of several tasks in one Parquet file, named by its bytes' sha256 (hex)."""
+        return f"packs/{digest[:2]}/{digest}.parquet"
+
+    @staticmethod
     def result_done(task_id: str) -> str:
         """Written last, only once every output is stored: its presence means 'done'."""
         return f"results/{task_id[:2]}/{task_id}/_done.json"

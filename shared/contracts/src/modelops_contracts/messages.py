@@ -233,7 +233,9 @@ class TaskCompleted(_JobEvent, frozen=True, kw_only=True, tag="modelops.evt.task
     kind: ClassVar[str] = "task_completed"
     task_id: str
     attempt: int = 1
-    outputs: dict[str, str] = {}  # output name -> blob URI of its Parquet file
+    # output name -> where it is: a Parquet file's blob URI, with '#rows=<start>-<stop>' when
+    # the file is a pack shared with other tasks (outputs.parse_output_ref)
+    outputs: dict[str, str] = {}
     metrics: TaskMetrics = TaskMetrics()
     runner_id: str = ""
     cached: bool = False
