@@ -51,11 +51,17 @@ class Placed:
 
 @dataclass
 class _Group:
-    """Tables of one output name with one schema, in task order, for one pack."""
+    """Outputs of one name and one shape, in task order, for one pack.
+
+    Raw tables of one signature (column names, numpy dtypes, Python value types) are joined
+    column by column before Arrow sees them: one `pa.array` per column per pack instead of
+    per task, which was most of the cost. Anything else joins as the table it converts to,
+    grouped by its schema.
+    """
 
     name: str
-    schema: pa.Schema
-    members: list[tuple[int, pa.Table]] = field(default_factory=list)
+    raw: bool  # members are raw tables of one signature, else Tables of one schema
+    members: list[tuple[int, Any]] = field(default_factory=list)  # (task, raw table or Table)
     nbytes: int = 0
 
 
@@ -68,47 +74,135 @@ def pack_outputs(
     """Place every task's outputs (Parquet bytes or raw tables); per task, in order, its
     placement or the error that fails it, and the packs to store."""
     placed: list[Placed | OutputTableError] = []
-    open_groups: dict[str, list[_Group]] = {}
-    full: list[_Group] = []
+    groups = _Groups(limit_bytes)
     for index, task_outputs in enumerate(outputs):
+        place, joining = Placed(), []
         try:
-            place, tables = _convert(task_outputs)
+            for name, output in task_outputs.items():
+                if isinstance(output, (bytes, bytearray, memoryview)):
+                    place.files[name] = bytes(output)
+                else:
+                    joining.append((name, *_shape(name, output)))
         except OutputTableError as exc:
             placed.append(exc)
             continue
         placed.append(place)
-        for name, table in tables.items():
-            group = _group_for(open_groups.setdefault(name, []), name, table.schema)
-            group.members.append((index, table))
-            group.nbytes += table.nbytes
-            if group.nbytes >= limit_bytes:
-                open_groups[name].remove(group)
-                full.append(group)
+        for name, raw, shape, member, nbytes in joining:
+            groups.add(name, raw, shape, (index, member), nbytes)
     packs: list[Pack] = []
-    for group in [*full, *(g for groups in open_groups.values() for g in groups)]:
+    for group in groups.all():
         _write(group, placed, packs, compression)
     return placed, packs
 
 
-def _convert(task_outputs: Mapping[str, Any]) -> tuple[Placed, dict[str, pa.Table]]:
+class _Groups:
+    """Open groups by (name, shape); a group past the size limit is closed, the next opens."""
+
+    def __init__(self, limit_bytes: int) -> None:
+        self.limit_bytes = limit_bytes
+        self.open: dict[tuple[str, object], _Group] = {}
+        self.closed: list[_Group] = []
+
+    def add(
+        self, name: str, raw: bool, shape: object, member: tuple[int, Any], nbytes: int
+    ) -> None:
+        key = (name, raw, shape)
+        group = self.open.get(key)
+        if group is None:
+            group = self.open[key] = _Group(name, raw)
+        group.members.append(member)
+        group.nbytes += nbytes
+        if group.nbytes >= self.limit_bytes:
+            self.closed.append(self.open.pop(key))
+
+    def all(self) -> list[_Group]:
+        return [*self.closed, *self.open.values()]
+
+
+def _shape(name: str, raw: Any) -> tuple[bool, object, Any, int]:
+    """(joins raw?, shape, member, size) of one raw output: its signature and itself when it
+    is well-formed, else the table it converts to, shaped by its schema (serialized: equal
+    schemas, metadata included, give equal bytes). OutputTableError says what is wrong."""
+    signature = _signature(raw)
+    if signature is not None:
+        size = sum(len(v) if d is not None else 16 * len(v) for _, d, v in raw["columns"])
+        return True, signature, raw, size
     from .tables import raw_to_arrow
 
-    place, tables = Placed(), {}
-    for name, output in task_outputs.items():
-        if isinstance(output, (bytes, bytearray, memoryview)):
-            place.files[name] = bytes(output)
+    table = raw_to_arrow(name, raw)
+    return False, table.schema.serialize().to_pybytes(), table, table.nbytes
+
+
+def _signature(raw: Any) -> tuple[tuple[str, object], ...] | None:
+    """Column names with their numpy dtype, or the set of Python types of a list column's
+    values (which decides the Arrow type inferred for it): tables of equal signatures join
+    into exactly the table each would have been alone. None when the raw table is not
+    well-formed (left to raw_to_arrow, which says what is wrong)."""
+    if not isinstance(raw, dict):
+        return None
+    columns, rows = raw.get("columns"), raw.get("rows")
+    if type(columns) is not list or not columns or type(rows) is not int:
+        return None
+    signature: list[tuple[str, object]] = []
+    for column in columns:
+        if type(column) is not list or len(column) != 3:
+            return None
+        key, dtype, values = column
+        if type(key) is not str:
+            return None
+        if dtype is None:
+            if type(values) is not list or len(values) != rows:
+                return None
+            signature.append((key, frozenset(map(type, values))))
+            continue
+        itemsize = _itemsize(dtype)
+        if not itemsize or type(values) is not bytes or len(values) != rows * itemsize:
+            return None
+        signature.append((key, dtype))
+    if len({key for key, _ in signature}) != len(signature):
+        return None
+    return tuple(signature)
+
+
+_ITEMSIZES: dict[str, int] = {}
+
+
+def _itemsize(dtype: object) -> int:
+    """The item size of a numpy dtype string (0: not a valid one, or of size 0)."""
+    if type(dtype) is not str:
+        return 0
+    size = _ITEMSIZES.get(dtype)
+    if size is None:
+        import numpy as np
+
+        try:
+            size = np.dtype(dtype).itemsize
+        except TypeError:
+            size = 0
+        _ITEMSIZES[dtype] = size
+    return size
+
+
+def _join_raw(raws: list[Any]) -> pa.Table:
+    """Raw tables of one signature as one table, column by column."""
+    import itertools
+
+    import numpy as np
+    import pyarrow as pa
+
+    arrays = {}
+    for j, column in enumerate(raws[0]["columns"]):
+        key, dtype = column[0], column[1]
+        parts = [raw["columns"][j][2] for raw in raws]
+        if dtype is None:
+            arrays[key] = pa.array(list(itertools.chain.from_iterable(parts)))
         else:
-            tables[name] = raw_to_arrow(name, output)
-    return place, tables
+            arrays[key] = pa.array(np.frombuffer(b"".join(parts), dtype=np.dtype(dtype)))
+    return pa.table(arrays)
 
 
-def _group_for(groups: list[_Group], name: str, schema: pa.Schema) -> _Group:
-    for group in groups:
-        if group.schema.equals(schema, check_metadata=True):
-            return group
-    group = _Group(name, schema)
-    groups.append(group)
-    return group
+def _rows(member: Any) -> int:
+    return member["rows"] if isinstance(member, dict) else member.num_rows
 
 
 def _write(
@@ -119,27 +213,39 @@ def _write(
 ) -> None:
     import pyarrow as pa
 
-    from .tables import table_to_parquet
+    from .tables import raw_to_arrow, table_to_parquet
 
-    members = [(i, t) for i, t in group.members if isinstance(placed[i], Placed)]
+    members = [(i, m) for i, m in group.members if isinstance(placed[i], Placed)]
     if not members:
         return
     try:
-        data = table_to_parquet(
-            group.name, pa.concat_tables([t for _, t in members]), compression=compression
-        )
-    except OutputTableError as exc:
-        if len(members) == 1:
-            placed[members[0][0]] = exc
+        if group.raw:
+            table = _join_raw([m for _, m in members])
+        else:
+            table = pa.concat_tables([m for _, m in members])
+        data = table_to_parquet(group.name, table, compression=compression)
+    except (OutputTableError, pa.ArrowException, TypeError, ValueError) as exc:
+        if len(members) == 1 and not group.raw:
+            placed[members[0][0]] = (
+                exc
+                if isinstance(exc, OutputTableError)
+                else OutputTableError(group.name, f"cannot be written as Parquet: {exc}")
+            )
             return
-        for member in members:  # find the table Parquet refuses: it fails alone
-            _write(_Group(group.name, group.schema, [member]), placed, packs, compression)
+        for index, member in members:  # find the table at fault: it fails alone
+            try:
+                table = member if not group.raw else raw_to_arrow(group.name, member)
+            except OutputTableError as exc:
+                placed[index] = exc
+                continue
+            _write(_Group(group.name, False, [(index, table)]), placed, packs, compression)
         return
     digest = hashlib.sha256(data).hexdigest()
     packs.append(Pack(digest, data))
     start = 0
-    for index, table in members:
+    for index, member in members:
         place = placed[index]
         assert isinstance(place, Placed)
-        place.rows[group.name] = (digest, start, start + table.num_rows)
-        start += table.num_rows
+        rows = _rows(member)
+        place.rows[group.name] = (digest, start, start + rows)
+        start += rows

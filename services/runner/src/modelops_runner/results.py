@@ -145,6 +145,12 @@ class Saved:
 
 
 @dataclass(frozen=True)
+class _PackPut:
+    put: BlobPut
+    uri: str
+
+
+@dataclass(frozen=True)
 class _Plan:
     record: ResultRecord  # with its outputs' references
     outputs: list[BlobPut]  # the packs it has rows in (shared with other plans), its own files
@@ -152,13 +158,13 @@ class _Plan:
 
 
 def _plan(
-    store: BlobStore, record: ResultRecord, placed: Placed, packs: Mapping[str, BlobPut]
+    store: BlobStore, record: ResultRecord, placed: Placed, packs: Mapping[str, _PackPut]
 ) -> _Plan:
     """The puts that store one task's result, and its record naming them; no I/O."""
     check_output_names([*placed.rows, *placed.files])
     files = {name: blob_keys.result_output(record.task_id, name) for name in placed.files}
     refs = {
-        name: output_ref(store.uri_for(packs[digest].key), start, stop)
+        name: output_ref(packs[digest].uri, start, stop)
         for name, (digest, start, stop) in placed.rows.items()
     }
     refs.update((name, store.uri_for(key)) for name, key in files.items())
@@ -167,7 +173,7 @@ def _plan(
     return _Plan(
         record=record,
         outputs=[
-            *(packs[digest] for digest in sorted(used)),
+            *(packs[digest].put for digest in sorted(used)),
             *(
                 BlobPut(files[name], data, content_type=PARQUET_CONTENT_TYPE)
                 for name, data in placed.files.items()
@@ -213,6 +219,11 @@ async def _save_plans(store: BlobStore, plans: list[_Plan]) -> list[Saved | Blob
     return answers
 
 
+def _pack_put(store: BlobStore, pack: Pack) -> _PackPut:
+    key = blob_keys.result_pack(pack.digest)
+    return _PackPut(BlobPut(key, pack.data, content_type=PARQUET_CONTENT_TYPE), store.uri_for(key))
+
+
 def _pack_all(
     results: Sequence[tuple[ResultRecord, Mapping[str, Any]]], compression: Compression
 ) -> tuple[list[Placed | BadOutputTable], list[Pack]]:
@@ -247,12 +258,7 @@ async def save_results(
     store failed it; the caller retries those tasks).
     """
     placed, packs = await _place(results, compression)
-    pack_puts = {
-        pack.digest: BlobPut(
-            blob_keys.result_pack(pack.digest), pack.data, content_type=PARQUET_CONTENT_TYPE
-        )
-        for pack in packs
-    }
+    pack_puts = {pack.digest: _pack_put(store, pack) for pack in packs}
     planned: list[_Plan | BadOutput] = []
     for (record, _), place in zip(results, placed, strict=True):
         if isinstance(place, BadOutput):
