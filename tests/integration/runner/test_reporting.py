@@ -90,3 +90,35 @@ async def test_closing_the_publisher_fails_waiting_publishes(bare_client: nats.N
     with pytest.raises(ReportError, match="closed"):
         await waiting
     await silent.unsubscribe()
+
+
+async def test_publish_many_stores_a_batch_with_one_wait(nats_client: nats.NATS) -> None:
+    js = nats_client.jetstream()
+    await ensure_jetstream(js)
+    publisher = JetStreamPublisher(nats_client, timeout_s=5)
+    job_id = f"job-{uuid.uuid4().hex[:12]}"
+    events = [_event(job_id, f"t{i}") for i in range(30)]
+
+    assert await publisher.publish_many(events) == [None] * 30
+    assert await publisher.publish_many(events[:3]) == [None] * 3  # retried: stored once
+    assert await publisher.publish_many([]) == []
+
+    subject = job_event_subject(job_id, "task_completed")
+    info = await js.stream_info(EVENTS_STREAM, subjects_filter=subject)
+    assert info.state.subjects == {subject: 30}
+    await publisher.close()
+
+
+async def test_publish_many_answers_each_event_for_itself(bare_client: nats.NATS) -> None:
+    unanswered, refused = _event("job-silent-many", "t1"), _event("job-nowhere-many", "t2")
+    silent = await bare_client.subscribe(unanswered.subject)  # takes it, never acknowledges
+    publisher = JetStreamPublisher(bare_client, timeout_s=0.5)
+
+    first, second = await publisher.publish_many([unanswered, refused])
+
+    assert isinstance(first, ReportError) and "no PubAck within 0.5 s" in str(first)
+    assert unanswered.id in str(first)
+    assert isinstance(second, ReportError) and "no responders" in str(second)
+    assert refused.id in str(second)
+    await silent.unsubscribe()
+    await publisher.close()

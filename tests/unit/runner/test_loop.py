@@ -280,6 +280,17 @@ class FakePublisher:
         self.events.append(event)
         self.journal.append(("publish", event.id))
 
+    async def publish_many(self, events: Sequence[Event]) -> list[ReportError | None]:
+        problems: list[ReportError | None] = []
+        for event in events:
+            try:
+                await self.publish(event)
+            except ReportError as exc:
+                problems.append(exc)
+            else:
+                problems.append(None)
+        return problems
+
     def of(self, kind: type[Event]) -> list[Any]:
         return [e for e in self.events if isinstance(e, kind)]
 

@@ -11,8 +11,9 @@
 
 Acks come last, after the result is stored and JetStream has acknowledged the event, so a
 crash anywhere means redelivery, never loss. Store calls are batched across the tasks in
-flight (batching.py): one lookup of `_done.json` serves a whole fetch, and one two-stage
-put (outputs, then records) serves every task that finished meanwhile.
+flight (batching.py): one lookup of `_done.json` serves a whole fetch, and the tasks that
+finished meanwhile are finished together: one two-stage put (outputs, then records), their
+TaskCompleted events published back to back with one wait for the PubAcks, then their acks.
 
 `TaskHandler.handle` is the outermost boundary for one message: whatever goes wrong, the
 message is acked, nak'ed or terminated, and the log line says which.
@@ -29,7 +30,7 @@ from typing import Literal, Protocol
 
 import structlog
 
-from modelops_contracts import InvalidMessage, SimTask, TaskMetrics, decode
+from modelops_contracts import InvalidMessage, SimTask, TaskCompleted, TaskMetrics, decode
 from modelops_contracts.messages import Event, utc_now
 from modelops_runtime.blobstore import BlobStore, BlobStoreError
 
@@ -121,6 +122,15 @@ class HeldMessage:
     task_id: str = ""  # once decoded, for log lines outside the task's bound context
 
 
+@dataclass(frozen=True, eq=False)
+class _Finished:
+    """A task that ran: its message, its record (no outputs yet) and its outputs to store."""
+
+    msg: QueueMessage
+    record: ResultRecord
+    outputs: Mapping[str, bytes]
+
+
 class _Retry(Exception):
     """Infrastructure trouble while handling one task: nak it (or give up on the last try)."""
 
@@ -157,8 +167,9 @@ class TaskHandler:
         self._lookups: Batcher[str, ResultRecord | None] = Batcher(
             lambda task_ids: find_results(store, task_ids), name="result-lookups"
         )
-        self._saves: Batcher[tuple[ResultRecord, Mapping[str, bytes]], Saved] = Batcher(
-            lambda results: save_results(store, results, compression=cfg.output_compression),
+        self._store = store
+        self._saves: Batcher[_Finished, TaskCompleted] = Batcher(
+            self._store_and_report,
             name="result-saves",
             window_s=cfg.store_window_s,
             # the window never holds so many finished tasks that fetching stalls
@@ -247,7 +258,7 @@ class TaskHandler:
                 correlation_id=correlation_id,
             )
             try:
-                saved = await self._saves.submit((record, outcome.outputs))
+                event = await self._saves.submit(_Finished(msg, record, outcome.outputs))
             except BadOutput as exc:
                 outcome = TaskFailure(
                     task_id=task.task_id,
@@ -257,7 +268,7 @@ class TaskHandler:
                     wall_s=outcome.wall_s,
                 )
             else:
-                await self._report_done(msg, saved.record, correlation_id)
+                self._count_done(event)
                 return
         if outcome.kind == "infrastructure":
             raise _Retry(outcome.message)
@@ -307,20 +318,57 @@ class TaskHandler:
             return outcome
 
     async def _report_done(self, msg: QueueMessage, record: ResultRecord, cid: str) -> None:
-        event = completed_event(
+        event = self._completed(msg, record, cid)
+        await self._publish(event)
+        await msg.ack()
+        self._count_done(event)
+
+    def _completed(self, msg: QueueMessage, record: ResultRecord, cid: str) -> TaskCompleted:
+        return completed_event(
             record,
             job_id=self.cfg.job_id,
             correlation_id=cid,
             attempt=msg.attempt,
             runner_id=self.cfg.runner_id,
         )
-        await self._publish(event)
-        await msg.ack()
+
+    def _count_done(self, event: TaskCompleted) -> None:
         if event.cached:
             self.stats.cached += 1
         else:
             self.stats.completed += 1
-        log.debug("task.completed", cached=event.cached, wall_s=record.metrics.wall_s)
+        log.debug("task.completed", cached=event.cached, wall_s=event.metrics.wall_s)
+
+    async def _store_and_report(
+        self, batch: list[_Finished]
+    ) -> list[TaskCompleted | BaseException]:
+        """Finish a batch of tasks as one: store their results, publish their TaskCompleted
+        events back to back, wait for the PubAcks together, then ack each message whose
+        event is stored. Per task, in order: its event, or the error for that task alone
+        (BadOutput, a store error, a ReportError or an ack that failed: the task is given
+        back). Acks still come last, after the result and its event are stored."""
+        saved = await save_results(
+            self._store,
+            [(item.record, item.outputs) for item in batch],
+            compression=self.cfg.output_compression,
+        )
+        answers: list[TaskCompleted | BaseException] = []
+        for item, answer in zip(batch, saved, strict=True):
+            if isinstance(answer, Saved):
+                answers.append(self._completed(item.msg, answer.record, item.record.correlation_id))
+            else:
+                answers.append(answer)
+        ready = [(i, a) for i, a in enumerate(answers) if isinstance(a, TaskCompleted)]
+        problems = await self._publisher.publish_many([event for _, event in ready])
+        for (i, _), problem in zip(ready, problems, strict=True):
+            if problem is not None:
+                answers[i] = problem
+                continue
+            try:
+                await batch[i].msg.ack()
+            except InfrastructureError as exc:
+                answers[i] = exc
+        return answers
 
     async def _publish(self, event: Event) -> None:
         await self._publisher.publish(event)

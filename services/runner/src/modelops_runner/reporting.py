@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import itertools
 import json
+from collections.abc import Sequence
 from typing import Protocol
 
 import nats
@@ -47,9 +48,15 @@ EVENT_TAIL_CHARS = 8 * 1024
 
 
 class EventPublisher(Protocol):
-    """Publishes one event and returns once JetStream has stored it (or raises ReportError)."""
+    """Publishes events and returns once JetStream has stored them."""
 
-    async def publish(self, event: Event) -> None: ...
+    async def publish(self, event: Event) -> None:
+        """Raises ReportError if JetStream did not store `event`."""
+        ...
+
+    async def publish_many(self, events: Sequence[Event]) -> list[ReportError | None]:
+        """Per event, in order: None once stored, else the ReportError."""
+        ...
 
 
 def event_id(job_id: str, task_id: str, kind: str, attempt: int) -> str:
@@ -142,30 +149,55 @@ class JetStreamPublisher:
 
     async def publish(self, event: Event) -> None:
         """Return once JetStream has stored `event`; ReportError if it did not in time."""
+        (problem,) = await self.publish_many([event])
+        if problem is not None:
+            raise problem
+
+    async def publish_many(self, events: Sequence[Event]) -> list[ReportError | None]:
+        """Publish `events` back to back, then wait for all their PubAcks at once.
+
+        Per event, in order: None once JetStream has stored it, or the ReportError saying
+        why not. One wait for the lot, not one per event: a stored batch of tasks reports
+        in one event-loop turn or two.
+        """
+        if not events:
+            return []
         if self._sub is None:
             await self._subscribe()
         loop = asyncio.get_running_loop()
-        token = str(next(self._tokens))
-        future: asyncio.Future[None] = loop.create_future()
-        self._waiting[token] = (future, loop.time() + self._timeout_s)
+        deadline = loop.time() + self._timeout_s
+        problems: list[ReportError | None] = [None] * len(events)
+        sent: list[tuple[int, str, asyncio.Future[None]]] = []
         try:
-            try:
-                await self._nc.publish(
-                    event.subject,
-                    encode(event),
-                    reply=self._prefix + token,
-                    headers={"Nats-Msg-Id": event.id},
-                )
-            except nats.errors.Error as exc:
-                raise _report_error(event, exc) from exc
+            for i, event in enumerate(events):
+                token = str(next(self._tokens))
+                future: asyncio.Future[None] = loop.create_future()
+                self._waiting[token] = (future, deadline)
+                try:
+                    await self._nc.publish(
+                        event.subject,
+                        encode(event),
+                        reply=self._prefix + token,
+                        headers={"Nats-Msg-Id": event.id},
+                    )
+                except nats.errors.Error as exc:
+                    self._waiting.pop(token, None)
+                    problems[i] = _report_error(event, exc)
+                    continue
+                sent.append((i, token, future))
+            if not sent:
+                return problems
             if self._sweeper is None:
                 self._sweeper = asyncio.create_task(self._sweep(), name="pubacks-sweeper")
-            try:
-                await future
-            except ReportError as exc:
-                raise _report_error(event, exc) from exc
+            await asyncio.wait([future for _, _, future in sent])
         finally:
-            self._waiting.pop(token, None)
+            for _, token, _ in sent:
+                self._waiting.pop(token, None)
+        for i, _, future in sent:
+            exc = future.exception()
+            if exc is not None:
+                problems[i] = _report_error(events[i], exc)
+        return problems
 
     async def close(self) -> None:
         """Stop the sweep and the reply subscription; waiting publishes fail."""
