@@ -604,20 +604,22 @@ async def test_a_missing_pack_is_noted_for_exactly_its_tasks(store: FileBlobStor
 async def test_bad_references_and_unreadable_packs_are_noted_not_fatal(
     store: FileBlobStore,
 ) -> None:
-    job = make_job(n_sets=6, reps=1)
+    job = make_job(n_sets=7, reps=1)
     await upload_job_files(store, job, _spec(job), {})
     order = await index_order(store, job.job_id)
-    good, bad_fragment, too_far, elsewhere, garbled, garbled_too = order
+    good, bad_fragment, too_far, elsewhere, garbled, garbled_too, moved = order
     await store_packed(store, [(t, {"summary": {"peak": [i]}}) for i, t in enumerate(order)])
     pack_uri = json.loads(await store.get_bytes(blob_keys.result_done(good)))["outputs"]["summary"]
     pack_uri = pack_uri.partition("#")[0]
     garbage_uri = await store.put_bytes(blob_keys.result_pack("ff" * 32), b"not parquet")
     broken = {
         bad_fragment: f"{pack_uri}#rows=2-1",
-        too_far: output_ref(pack_uri, 5, 7),  # the pack has 6 rows
+        too_far: output_ref(pack_uri, 6, 8),  # the pack has 7 rows
         elsewhere: output_ref("s3://elsewhere/packs/ab/ab.parquet", 0, 1),
         garbled: output_ref(garbage_uri, 0, 1),
         garbled_too: output_ref(garbage_uri, 1, 2),
+        # the store's URI as another process spelled it: a pack is found by its name
+        moved: output_ref("s3://other/prefix/" + pack_uri[pack_uri.index("packs/") :], 6, 7),
     }
     for task_id, ref in broken.items():
         await store.put_bytes(blob_keys.result_done(task_id), record(task_id, {"summary": ref}))
@@ -630,13 +632,16 @@ async def test_bad_references_and_unreadable_packs_are_noted_not_fatal(
     assert by_task[bad_fragment].startswith("output 'summary' left out of its table:")
     assert "rows=2-1" in by_task[bad_fragment]
     assert by_task[too_far] == (
-        f"output 'summary' left out of its table: rows 5-7 are beyond the 6 rows of {pack_uri}"
+        f"output 'summary' left out of its table: rows 6-8 are beyond the 7 rows of {pack_uri}"
     )
+    assert by_task[moved] is None
     assert "not inside the blob store" in by_task[elsewhere]
     for task_id in (garbled, garbled_too):
         assert by_task[task_id].startswith("output 'summary' left out of its table:")
     assert len(by_task) == len(order)  # the batch is all there
-    assert tables["summary"].read().column("task_id").to_pylist() == [good]
+    summary = tables["summary"].read()
+    assert summary.column("task_id").to_pylist() == [good, moved]
+    assert summary.column("peak").to_pylist() == [0, 6]  # `moved` named the pack's last row
 
 
 async def test_an_unreadable_record_falls_back_to_the_task_files(store: FileBlobStore) -> None:

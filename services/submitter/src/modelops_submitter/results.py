@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -235,6 +236,9 @@ class _Fetched:
     kept: dict[str, pa.Table]  # URI -> table of a pack the previous batch read
 
 
+_PACK_KEY_RE = re.compile(r"packs/[0-9a-f]{2}/[0-9a-f]{64}\.parquet\Z")
+
+
 def _locate(store: BlobStore, task_id: str, output: str, ref: str | None) -> OutputRef | str:
     """Where one output is, from its reference in the task's record (None: the record does
     not name it, or could not be read); a str is the note saying why it cannot be read."""
@@ -250,6 +254,9 @@ def _locate(store: BlobStore, task_id: str, output: str, ref: str | None) -> Out
     except ValueError as exc:  # InvalidBlobUri, UnsafeKey
         if parsed.rows is None:
             return own_file  # a task's own file is at its key, whatever the store's URI was
+        pack = _PACK_KEY_RE.search(parsed.uri)
+        if pack is not None:  # a pack is named by its bytes: the same key here is the same file
+            return OutputRef(pack[0], parsed.rows)
         return f"left out of its table: {exc}"
     return parsed
 
