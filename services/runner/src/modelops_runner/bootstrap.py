@@ -227,7 +227,7 @@ def _warm_up_tables() -> None:
 
 def _held_limit(max_ack_pending: int, n_workers: int) -> int:
     """Messages one runner holds at most: 8 per worker + 32, within the consumer's limit."""
-    ours = int(__import__('os').environ.get('AB_MAX_HELD', 0)) or 8 * n_workers + 32
+    ours = 8 * n_workers + 32
     return ours if max_ack_pending <= 0 else max(1, min(max_ack_pending, ours))
 
 

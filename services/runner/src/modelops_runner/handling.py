@@ -173,7 +173,7 @@ class TaskHandler:
             name="result-saves",
             window_s=cfg.store_window_s,
             # the window never holds so many finished tasks that fetching stalls
-            window_items=int(__import__('os').environ.get('AB_WINDOW_ITEMS', 0)) or max(1, cfg.held_limit // 4),
+            window_items=max(1, cfg.held_limit // 4),
         )
 
     async def close(self) -> None:
