@@ -34,7 +34,7 @@ from modelops_contracts import TaskMetrics, output_ref
 from modelops_contracts.jobs import blob_keys
 from modelops_runtime.blobstore import BlobNotFound, BlobPut, BlobStore, BlobStoreError
 
-from .packing import Pack, Placed
+from .packing import Pack, Placed, pack_outputs
 
 if TYPE_CHECKING:
     from .tables import Compression
@@ -229,8 +229,6 @@ def _pack_all(
 ) -> tuple[list[Placed | BadOutputTable], list[Pack]]:
     """Every task's outputs placed in packs or files (runs in a thread: pyarrow releases the
     GIL, and the runner pre-imports it)."""
-    from .packing import pack_outputs
-
     placed, packs = pack_outputs([outputs for _, outputs in results], compression=compression)
     return [p if isinstance(p, Placed) else BadOutputTable(str(p)) for p in placed], packs
 

@@ -38,6 +38,7 @@ import structlog
 
 from modelops_contracts import OutputRef, blob_keys, parse_output_ref
 from modelops_runtime.blobstore import BlobNotFound, BlobStore, key_of
+from modelops_runtime.outputs import slice_rows
 
 from .cache import decode_done
 from .errors import ResultsError
@@ -175,15 +176,11 @@ class _Assembler:
                 notes.setdefault(row, []).append(f"output {output!r} {table}")
                 continue
             assert isinstance(ref, OutputRef)
-            if ref.rows is not None:
-                start, stop = ref.rows
-                if stop > table.num_rows:
-                    notes.setdefault(row, []).append(
-                        f"output {output!r} left out of its table: rows {start}-{stop} are "
-                        f"beyond the {table.num_rows} rows of {ref.uri}"
-                    )
-                    continue
-                table = table.slice(start, stop - start)
+            try:
+                table = slice_rows(table, ref)
+            except ValueError as exc:
+                notes.setdefault(row, []).append(f"output {output!r} left out of its table: {exc}")
+                continue
             by_output.setdefault(output, []).append((row, table))
         self.packs = {
             ref.uri: table

@@ -9,29 +9,26 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from modelops_contracts import parse_output_ref
+from modelops_contracts import OutputRef, parse_output_ref
 
 from .blobstore import BlobStore
 
 __all__ = ["read_output", "slice_rows"]
 
 
-def slice_rows(table: pa.Table, ref: str) -> pa.Table:
-    """The rows of `table` (the whole file `ref` points into) that `ref` names; ValueError
+def slice_rows(table: pa.Table, where: OutputRef) -> pa.Table:
+    """The rows of `table` (the whole file `where` points into) that `where` names; ValueError
     when the range runs past the file's end."""
-    rows = parse_output_ref(ref).rows
-    if rows is None:
+    if where.rows is None:
         return table
-    start, stop = rows
+    start, stop = where.rows
     if stop > table.num_rows:
-        raise ValueError(
-            f"output reference {ref!r} names rows up to {stop}, "
-            f"but its file has {table.num_rows} rows"
-        )
+        raise ValueError(f"rows {start}-{stop} are beyond the {table.num_rows} rows of {where.uri}")
     return table.slice(start, stop - start)
 
 
 async def read_output(store: BlobStore, ref: str) -> pa.Table:
     """The table a task output reference (TaskCompleted.outputs) points at."""
-    data = await store.get_bytes(parse_output_ref(ref).uri)
-    return slice_rows(pq.ParquetFile(pa.BufferReader(data)).read(), ref)
+    where = parse_output_ref(ref)
+    data = await store.get_bytes(where.uri)
+    return slice_rows(pq.ParquetFile(pa.BufferReader(data)).read(), where)
