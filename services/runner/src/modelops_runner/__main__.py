@@ -68,7 +68,7 @@ def hide_pandas() -> None:
 def main() -> int:
     """Console entry point; returns the exit status."""
     hide_pandas()
-    configure_logging("runner")
+    configure_logging("runner", cache_loggers=True)
     try:
         settings = RunnerSettings.from_env()
     except ConfigError as exc:

@@ -53,6 +53,7 @@ __all__ = ["load_spec", "serve", "worker_env"]
 log = structlog.get_logger(__name__)
 
 _SECRET_ENV = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
+_GC_YOUNG_THRESHOLD = 20_000  # allocations between young collections (CPython default: 700)
 
 OUTPUT_COMPRESSION = "snappy"
 """Parquet compression of task outputs, by workers and runner alike. pyarrow's own default:
@@ -191,6 +192,10 @@ async def _run_job(
         # a full collection scans only what tasks allocate instead of the whole heap (40-80 ms
         # every ~300 SIR tasks, during which no worker got its next task).
         gc.freeze()
+        # Tasks allocate short-lived objects by the thousand (messages, frames, events): a
+        # young collection every 700 of them cost ~0.07 ms per SIR task, every 20,000 ~0.02.
+        # Cycles are rare here, so the garbage that waits longer is small.
+        gc.set_threshold(_GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
         log.info(
             "runner.started",
             workers=pool.n_workers,
