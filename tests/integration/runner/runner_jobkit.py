@@ -40,6 +40,7 @@ from modelops_contracts import LaunchOptions, ParameterSet, SimTask, decode_even
 from modelops_contracts.jobs import JobSpec, blob_keys
 from modelops_contracts.messages import Event, TaskCompleted, TaskFailed
 from modelops_contracts.subjects import EVENTS_STREAM, TASKS_STREAM, job_events_filter, task_subject
+from modelops_runner.results import ResultRecord, find_result
 from modelops_runtime.blobstore import BlobStore, open_blob_store
 from modelops_runtime.nats_setup import ensure_jetstream
 
@@ -307,6 +308,13 @@ async def read_job_events(nc: nats.NATS, job_id: str) -> list[Event]:
     finally:
         await psub.unsubscribe()
     return events
+
+
+async def stored_record(store: BlobStore, task_id: str) -> ResultRecord:
+    """The task's stored record, read as the runner reads it (its key may hold a record set)."""
+    record = await find_result(store, task_id)
+    assert record is not None, f"no record of task {task_id}"
+    return record
 
 
 def completions(events: list[Event]) -> Counter[str]:

@@ -8,14 +8,11 @@ import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import msgspec
 import pytest
-from runner_jobkit import EXAMPLE_SIR, JobSite, completions, read_job_events
+from runner_jobkit import EXAMPLE_SIR, JobSite, completions, read_job_events, stored_record
 
 from modelops_contracts import LaunchOptions, ParameterSet, SimulationStudy, parse_output_ref
-from modelops_contracts.jobs import blob_keys
 from modelops_contracts.messages import TaskCompleted, TaskFailed
-from modelops_runner.results import ResultRecord
 from modelops_runtime.blobstore import BlobStore, open_blob_store
 from modelops_runtime.outputs import read_output
 
@@ -122,9 +119,7 @@ async def test_sir_study_runs_to_completion_on_s3_and_a_registry(
         assert series.column("incidence").to_pylist() == list(expected["timeseries"]["incidence"])
         assert summary.to_pylist()[0] == pytest.approx(expected["summary"])
         finals[task.task_id] = summary.column("final_size")[0].as_py()
-        record = msgspec.json.decode(
-            await store.get_bytes(blob_keys.result_done(task.task_id)), type=ResultRecord
-        )
+        record = await stored_record(store, task.task_id)
         assert record.job_id == job.job_id and record.outputs == event.outputs
     # replicates of one parameter set differ (distinct seeds really reach the model)
     by_set: dict[tuple[str, str], set[int]] = {}
@@ -146,9 +141,7 @@ async def test_sir_study_runs_to_completion_on_s3_and_a_registry(
     assert all(e.cached for e in cached)
     assert all(e.outputs == done[e.task_id].outputs for e in cached)
     for task in tasks:  # the stored records still name the first job: nothing was rewritten
-        record = msgspec.json.decode(
-            await store.get_bytes(blob_keys.result_done(task.task_id)), type=ResultRecord
-        )
+        record = await stored_record(store, task.task_id)
         assert record.job_id == job.job_id
 
 

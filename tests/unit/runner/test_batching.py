@@ -19,7 +19,7 @@ from modelops_runner.results import (
     find_results,
     save_results,
 )
-from modelops_runtime.blobstore import BlobConflict, FileBlobStore, open_blob_store
+from modelops_runtime.blobstore import BlobConflict, BlobLocation, FileBlobStore, open_blob_store
 
 
 class Recorder:
@@ -150,7 +150,7 @@ async def test_save_results_keeps_each_tasks_outcome_its_own(tmp_path: Path) -> 
     assert isinstance(store, FileBlobStore)
     good, clash, bad_name, already = ("a" * 62 + f"{i:02d}" for i in range(4))
     # an object where `clash`'s result folder must go: its outputs cannot be stored
-    await store.put_bytes(blob_keys.result_done(clash).rsplit("/", 1)[0], b"in the way")
+    await store.put_bytes(blob_keys.result_prefix(clash), b"in the way")
     (first,) = await save_results(store, [(_record(already), {"summary": b"s0"})])
     assert isinstance(first, Saved) and first.wrote
 
@@ -172,3 +172,32 @@ async def test_save_results_keeps_each_tasks_outcome_its_own(tmp_path: Path) -> 
     assert isinstance(reused, Saved) and not reused.wrote and reused.record == first.record
     found = await find_results(store, [good, clash, bad_name, already])
     assert found == [saved.record, None, None, first.record]
+
+
+class UnlinkedStore(FileBlobStore):
+    """A file:// store that says it cannot link shared puts, as S3 cannot."""
+
+    links_shared_puts = False
+
+
+@pytest.mark.parametrize("links", [True, False])
+async def test_the_records_of_a_stored_batch_are_one_record_set_where_the_store_links(
+    tmp_path: Path, links: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("modelops_runner.results.RECORDS_PER_SET", 3)
+    location = BlobLocation(scheme="file", root=str(tmp_path))
+    store = FileBlobStore(location) if links else UnlinkedStore(location)
+    ids = ["b" * 62 + f"{i:02d}" for i in range(5)]
+    answers = await save_results(store, [(_record(t), {"summary": b"s" + t.encode()}) for t in ids])
+    assert all(isinstance(a, Saved) and a.wrote for a in answers)
+
+    found = await find_results(store, ids)
+    assert found == [a.record for a in answers if isinstance(a, Saved)]
+    records = [tmp_path / blob_keys.result_done(t) for t in ids]
+    inodes = [path.stat().st_ino for path in records]
+    if links:  # sets of at most 3 records: the first three share a file, the last two another
+        assert len(set(inodes[:3])) == 1 and len(set(inodes[3:])) == 1 and inodes[0] != inodes[3]
+        assert len(msgspec.json.decode(records[4].read_bytes())) == 2
+    else:  # each task's key holds its own record
+        assert len(set(inodes)) == 5
+        assert msgspec.json.decode(records[4].read_bytes())["task_id"] == ids[4]

@@ -343,6 +343,31 @@ async def test_put_batch_syncs_once_per_stage_before_the_next_stage_is_written(
     assert _leftovers(store.root) == []
 
 
+async def test_if_absent_puts_sharing_one_bytes_object_are_one_file_linked_at_each_key(
+    store: FileBlobStore,
+) -> None:
+    assert store.links_shared_puts
+    await store.put_bytes("r/taken.json", b"earlier")
+    await store.put_bytes("r/folder.json/x", b"a folder of other keys")
+    shared = b'[{"task": 1}, {"task": 2}, {"task": 3}]'
+    keys = ["r/a.json", "r/new/b.json", "r/taken.json", "r/c.json"]
+    puts = [BlobPut(k, shared, if_absent=True) for k in keys]
+    (written,) = await store.put_batch(puts)
+    assert written == [True, True, False, True]  # a folder is made where missing
+    assert await store.get_batch(keys) == [shared, shared, b"earlier", shared]
+    inodes = {(store.root / k).stat().st_ino for k in ("r/a.json", "r/new/b.json", "r/c.json")}
+    assert len(inodes) == 1 and (store.root / "r/a.json").stat().st_nlink == 3
+    # replacing one name leaves the others as they were
+    await store.put_bytes("r/a.json", b"replaced")
+    assert await store.get_batch(["r/a.json", "r/c.json"]) == [b"replaced", shared]
+    # a key where a folder of other keys is: that key alone fails, as it would on its own
+    with pytest.raises(BlobConflict):
+        await store.put_batch(
+            [BlobPut(k, shared, if_absent=True) for k in ("r/d", "r/folder.json")]
+        )
+    assert _leftovers(store.root) == []
+
+
 async def test_put_batch_without_syncfs_fsyncs_every_file_and_new_folder(
     store: FileBlobStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:

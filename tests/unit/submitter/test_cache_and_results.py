@@ -6,7 +6,7 @@ import hashlib
 import io
 import json
 from collections import Counter
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 
 import pyarrow as pa
@@ -39,7 +39,7 @@ def parquet(table: dict | pa.Table) -> bytes:
 
 
 async def store_result(store: FileBlobStore, task_id: str, outputs: dict[str, dict]) -> None:
-    """What a runner left before packs: one Parquet per output, then _done.json last (here a
+    """What a runner left before packs: one Parquet per output, then its record last (here a
     record without `outputs`, so the results builder falls back to the per-task keys)."""
     for name, table in outputs.items():
         await store.put_bytes(blob_keys.result_output(task_id, name), parquet(table))
@@ -47,7 +47,7 @@ async def store_result(store: FileBlobStore, task_id: str, outputs: dict[str, di
 
 
 def record(task_id: str, outputs: dict[str, str]) -> bytes:
-    """A runner's `_done.json` with every ResultRecord field; the submitter reads `outputs`."""
+    """A runner's record with every ResultRecord field; the submitter reads `outputs`."""
     doc = {
         "task_id": task_id,
         "job_id": "job-r",
@@ -72,10 +72,12 @@ async def store_files(store: FileBlobStore, task_id: str, outputs: dict[str, dic
 
 
 async def store_packed(
-    store: FileBlobStore, results: Sequence[tuple[str, dict[str, dict]]]
+    store: FileBlobStore,
+    results: Sequence[tuple[str, dict[str, dict]]],
+    record_key: Callable[[str], str] = blob_keys.result_done,
 ) -> dict[str, str]:
     """What a runner leaves now for tasks it stores together: per output one pack holding
-    their rows in order, then each task's _done.json naming its rows. Output -> pack key."""
+    their rows in order, then the record set naming each task's rows. Output -> pack key."""
     tables: dict[str, list[pa.Table]] = {}
     for _, outputs in results:
         for name, table in outputs.items():
@@ -91,8 +93,14 @@ async def store_packed(
                 stop = start + pa.table(outputs[name]).num_rows
                 refs[task_id][name] = output_ref(uri, start, stop)
                 start = stop
+    if record_key is blob_keys.result_done_legacy:  # before record sets: one record each
+        for task_id, _ in results:
+            await store.put_bytes(record_key(task_id), record(task_id, refs[task_id]))
+        return keys
+    # as a runner on file:// stores them: one record set, the same bytes at every task's key
+    shared = json.dumps([json.loads(record(t, refs[t])) for t, _ in results]).encode()
     for task_id, _ in results:
-        await store.put_bytes(blob_keys.result_done(task_id), record(task_id, refs[task_id]))
+        await store.put_bytes(record_key(task_id), shared)
     return keys
 
 
@@ -135,8 +143,14 @@ class CountingStore(FileBlobStore):
 
 def test_parse_result_key() -> None:
     tid = "ab" + "0" * 62
-    assert parse_result_key(f"results/ab/{tid}/_done.json") == (tid, "_done.json")
-    assert parse_result_key(f"results/cd/{tid}/x.parquet") is None
+    record = f"results/ab/{tid}.done.json"
+    legacy = f"results/ab/{tid}/_done.json"
+    assert parse_result_key(record) == (tid, record)
+    assert parse_result_key(legacy) == (tid, legacy)
+    assert parse_result_key(f"results/ab/{tid}/x.parquet") == (tid, "x.parquet")
+    assert parse_result_key(f"results/cd/{tid}/x.parquet") is None  # not its shard
+    assert parse_result_key(f"results/cd/{tid}.done.json") is None
+    assert parse_result_key(f"results/ab/{tid}.json") is None
     assert parse_result_key("jobs/j/spec.json") is None
 
 
@@ -147,7 +161,7 @@ async def test_find_done_needs_the_done_marker(store: FileBlobStore) -> None:
         store, tasks[0].task_id, {"summary": {"peak": [1]}, "incidence": {"d": [1, 2]}}
     )
     await store_result(store, tasks[1].task_id, {})
-    # outputs without _done.json: a run that crashed half-way is not a result
+    # outputs without a record: a run that crashed half-way is not a result
     await store.put_bytes(blob_keys.result_output(tasks[2].task_id, "summary"), b"partial")
     done = await find_done(store, [t.task_id for t in tasks])
     assert done == {tasks[0].task_id: ("incidence", "summary"), tasks[1].task_id: ()}
@@ -192,8 +206,8 @@ async def test_find_done_reads_the_names_of_packed_tasks_from_their_records(
     tmp_path: Path, shard_min: int
 ) -> None:
     store = CountingStore(tmp_path / "b")
-    packed, packed_too, files, old, none, garbled, wrong = (
-        f"{i:02x}" + f"{i:062x}" for i in range(7)
+    packed, packed_too, files, old, none, garbled, wrong, mixed, legacy = (
+        f"{i:02x}" + f"{i:062x}" for i in range(9)
     )
     await store_packed(
         store,
@@ -204,21 +218,44 @@ async def test_find_done_reads_the_names_of_packed_tasks_from_their_records(
     await store.put_bytes(blob_keys.result_done(none), record(none, {}))
     await store.put_bytes(blob_keys.result_done(garbled), b"\x00 not json")
     await store.put_bytes(blob_keys.result_done(wrong), b'{"outputs": ["summary"]}')
-    ids = [packed, packed_too, files, old, none, garbled, wrong]
+    # one output in a pack, one a file of the task's own (a worker wrote it as Parquet)
+    own = await store.put_bytes(blob_keys.result_output(mixed, "big"), parquet({"x": [1]}))
+    await store.put_bytes(
+        blob_keys.result_done(mixed), record(mixed, {"big": own, "small": "file:///p#rows=0-1"})
+    )
+    # a record stored before records left the task's folder
+    await store.put_bytes(blob_keys.result_done_legacy(legacy), record(legacy, {"s": "u"}))
+    ids = [packed, packed_too, files, old, none, garbled, wrong, mixed, legacy]
 
     done = await find_done(store, ids, shard_min=shard_min)
 
     assert done == {
         packed: ("incidence", "summary"),
         packed_too: ("s",),
-        files: ("summary",),  # from the listing
-        old: ("extra", "summary"),
+        files: ("summary",),
+        old: ("extra", "summary"),  # from the listing: its record names no outputs
         none: (),
+        mixed: ("big", "small"),
+        legacy: ("s",),
     }  # an unreadable record: not done, the task runs again
-    # only the folders that show no output file cost a record read
+    # every done task's record is read once, where it is
     assert store.read() == Counter(
-        blob_keys.result_done(t) for t in (packed, packed_too, none, garbled, wrong)
+        [
+            *(blob_keys.result_done(t) for t in ids if t != legacy),
+            blob_keys.result_done_legacy(legacy),
+        ]
     )
+
+
+async def test_find_done_reads_a_tasks_record_from_its_record_set(store: FileBlobStore) -> None:
+    a, b, c = (f"{i:02x}" + f"{i:062x}" for i in range(3))
+    shared = json.dumps([json.loads(record(t, {f"out_{t[:2]}": "u"})) for t in (a, b)]).encode()
+    for task_id in (a, b, c):  # c's key names a set without c's record: not done
+        await store.put_bytes(blob_keys.result_done(task_id), shared)
+
+    done = await find_done(store, [a, b, c])
+
+    assert done == {a: ("out_00",), b: ("out_01",)}
 
 
 def test_param_columns_unify_types_and_avoid_clashes() -> None:
@@ -494,7 +531,7 @@ async def test_packed_and_mixed_results_equal_per_task_files_row_for_row(
     job = make_job(n_sets=6, reps=2)  # 12 tasks, 3 batches of 4
     stores = {
         name: FileBlobStore(BlobLocation(scheme="file", root=str(tmp_path / name)))
-        for name in ("old", "packs", "mixed")
+        for name in ("old", "packs", "mixed", "legacy")
     }
     order: list[str] = []
     for store in stores.values():
@@ -509,6 +546,9 @@ async def test_packed_and_mixed_results_equal_per_task_files_row_for_row(
     packs = stores["packs"]
     for start in range(0, len(stored), 5):  # packs straddle the builder's batches
         await store_packed(packs, [(t, out[t]) for t in stored[start : start + 5]])
+    for start in range(0, len(stored), 5):  # packs, their records in the tasks' folders
+        batch = [(t, out[t]) for t in stored[start : start + 5]]
+        await store_packed(stores["legacy"], batch, blob_keys.result_done_legacy)
     mixed = stores["mixed"]
     await store_packed(mixed, [(t, out[t]) for t in stored[:3]])
     await store_files(mixed, stored[3], out[stored[3]])
@@ -517,7 +557,8 @@ async def test_packed_and_mixed_results_equal_per_task_files_row_for_row(
     # one task with its summary in a pack and its incidence a whole file of its own
     split = stored[9]
     await store_packed(mixed, [(split, {"summary": out[split]["summary"]})])
-    refs = json.loads(await mixed.get_bytes(blob_keys.result_done(split)))["outputs"]
+    (split_record,) = json.loads(await mixed.get_bytes(blob_keys.result_done(split)))
+    refs = split_record["outputs"]
     refs["incidence"] = await mixed.put_bytes(
         blob_keys.result_output(split, "incidence"), parquet(out[split]["incidence"])
     )
@@ -534,7 +575,7 @@ async def test_packed_and_mixed_results_equal_per_task_files_row_for_row(
     assert set(notes(old["tasks"]).values()) == {None}
     assert old["incidence"].read().num_rows == sum(i % 4 for i in range(12) if i != 6)
     assert old["summary"].read().column("task_id").to_pylist() == stored
-    for name in ("packs", "mixed"):
+    for name in ("packs", "mixed", "legacy"):
         for table in ("tasks", "summary", "incidence"):
             assert built[name][table].read().equals(old[table].read(), check_metadata=True), (
                 name,
@@ -563,7 +604,7 @@ async def test_a_pack_shared_by_two_batches_is_read_once(
     reads = store.read()
     assert len(packs) == 6 and all(reads[key] == 1 for key in packs), reads
     assert all(n == 1 for n in reads.values())  # each record and pack once
-    assert sum(1 for key in reads if key.endswith("/_done.json")) == len(order)
+    assert sum(1 for key in reads if key.endswith(".done.json")) == len(order)
     assert len(store.gets) == 4  # records, then files, per batch
     tables = await results_tables(store, "tasks", "summary", "incidence")
     assert set(notes(tables["tasks"]).values()) == {None}
@@ -609,8 +650,8 @@ async def test_bad_references_and_unreadable_packs_are_noted_not_fatal(
     order = await index_order(store, job.job_id)
     good, bad_fragment, too_far, elsewhere, garbled, garbled_too, moved = order
     await store_packed(store, [(t, {"summary": {"peak": [i]}}) for i, t in enumerate(order)])
-    pack_uri = json.loads(await store.get_bytes(blob_keys.result_done(good)))["outputs"]["summary"]
-    pack_uri = pack_uri.partition("#")[0]
+    pack_uri = json.loads(await store.get_bytes(blob_keys.result_done(good)))[0]["outputs"]
+    pack_uri = pack_uri["summary"].partition("#")[0]
     garbage_uri = await store.put_bytes(blob_keys.result_pack("ff" * 32), b"not parquet")
     broken = {
         bad_fragment: f"{pack_uri}#rows=2-1",

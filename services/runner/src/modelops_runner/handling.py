@@ -3,15 +3,15 @@
 ::
 
     decode SimTask ──bad──▶ TaskFailed(infrastructure) + term        (never redelivered)
-    _done.json exists ───▶ TaskCompleted (cached, or the stored run's own event) + ack
-    run on the pool ──────▶ success: outputs, _done.json, TaskCompleted, then ack
+    record exists ───────▶ TaskCompleted (cached, or the stored run's own event) + ack
+    run on the pool ──────▶ success: outputs, record, TaskCompleted, then ack
                             an output that cannot be stored: TaskFailed(bad_output) + ack
                             model failure: TaskFailed(final) + ack   (retrying burns time)
     infrastructure trouble ▶ nak with back-off; on the last delivery TaskFailed + term
 
 Acks come last, after the result is stored and JetStream has acknowledged the event, so a
 crash anywhere means redelivery, never loss. Store calls are batched across the tasks in
-flight (batching.py): one lookup of `_done.json` serves a whole fetch, and the tasks that
+flight (batching.py): one lookup of the records serves a whole fetch, and the tasks that
 finished meanwhile are finished together: one two-stage put (outputs, then records), their
 TaskCompleted events published back to back with one wait for the PubAcks, then their acks.
 

@@ -3,7 +3,7 @@
 Event ids are `<job_id>:<task_id>:<kind>:<attempt>` and travel as `Nats-Msg-Id`, so a
 retried publish is stored once. The job id is part of the id because results (and so task
 ids) are shared between jobs: two jobs running the same task within the duplicate window
-must each get their event. A TaskCompleted rebuilt from a stored `_done.json` of the same job
+must each get their event. A TaskCompleted rebuilt from a stored record of the same job
 reuses the attempt and time recorded there, so a redelivered task that was already finished
 republishes the very same event, which JetStream deduplicates.
 """

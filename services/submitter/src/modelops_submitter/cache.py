@@ -1,18 +1,21 @@
 """Which tasks already have a stored result: those are not enqueued again.
 
-A task is done when `results/<xx>/<task_id>/_done.json` exists (runners write it last). For a
-large job, one listing of each shard prefix `results/<xx>/` (256 of them, 1000 keys a page)
-costs far fewer requests than a HEAD per task; for a handful of tasks, or a shard crowded with
-other jobs' results, listing each task's own prefix is cheaper. Each shard starts with the
-shard listing when it has enough wanted tasks, and gives up on it once it has read more keys
-than the per-task listings would cost, so the cost is never much worse than the cheaper way.
+A task is done when its record exists (runners write it last): `results/<xx>/<task_id>
+.done.json`, or `results/<xx>/<task_id>/_done.json` for results stored before records moved
+out of the task's folder. For a large job, one listing of each shard prefix `results/<xx>/`
+(256 of them, 1000 keys a page) costs far fewer requests than a HEAD per task; for a handful
+of tasks, or a shard crowded with other jobs' results, listing each task's own prefix is
+cheaper. Each shard starts with the shard listing when it has enough wanted tasks, and gives
+up on it once it has read more keys than the per-task listings would cost, so the cost is
+never much worse than the cheaper way.
 
-The results table needs the output names each cached task stored. Listing yields them for a
-task whose outputs are files in its own folder (`<name>.parquet`: results stored before packs,
-and outputs a worker wrote as Parquet itself). A task whose outputs went into packs (Parquet
-files shared by tasks, `packs/<xx>/<sha>.parquet`) has only `_done.json` in its folder, as
-has a task without outputs: for those the names are read from the record's `outputs`, in
-batches, and a record that cannot be read makes the task not done (it runs again).
+The results table needs the output names each cached task stored: those its record names
+(outputs in packs, Parquet files shared by tasks, have no file of the task's own) and the
+task's own files (`<output>.parquet` in its folder: results stored before packs, and outputs
+a worker wrote as Parquet itself). So the records of the done tasks are read, in batches,
+and a record that cannot be read makes the task not done (it runs again). On file:// a
+record key may hold a record set (a JSON array: the records of the tasks a runner stored
+together); `decode_done` picks the task's.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 
 import msgspec
 import structlog
@@ -27,64 +31,89 @@ import structlog
 from modelops_contracts import blob_keys
 from modelops_runtime.blobstore import BlobStore
 
-__all__ = ["DONE_MARKER", "DoneOutputs", "decode_done", "find_done", "parse_result_key"]
+__all__ = ["DoneOutputs", "decode_done", "find_done", "parse_result_key"]
 
 log = structlog.get_logger(__name__)
 
-DONE_MARKER = "_done.json"
-OUTPUT_SUFFIX = ".parquet"
+RECORD_SUFFIX = ".done.json"  # results/<xx>/<task_id>.done.json
+LEGACY_RECORD = "_done.json"  # results/<xx>/<task_id>/_done.json
+OUTPUT_SUFFIX = ".parquet"  # results/<xx>/<task_id>/<output>.parquet: a task's own files
 PAGE = 1000  # keys per listing request (S3's page size)
-RECORDS_PER_READ = 256  # `_done.json` records per get_batch
+RECORDS_PER_READ = 256  # records per get_batch
 
 
 class DoneOutputs(msgspec.Struct):
-    """The part of a task's `_done.json` (the runner's ResultRecord) the submitter reads:
+    """The part of a task's record (the runner's ResultRecord) the submitter reads:
     output name -> reference (`modelops_contracts.parse_output_ref`). Other fields are
     ignored, so the record may grow."""
 
     outputs: dict[str, str] = {}
+    task_id: str = ""
 
 
-_done_decoder = msgspec.json.Decoder(DoneOutputs)
+_done_decoder = msgspec.json.Decoder(DoneOutputs | list[DoneOutputs])
 
 
-def decode_done(data: bytes) -> DoneOutputs:
-    """A `_done.json` record; msgspec.DecodeError (a ValueError) if it is not one."""
-    return _done_decoder.decode(data)
+def decode_done(data: bytes, task_id: str) -> DoneOutputs:
+    """`task_id`'s record in `data` (a record, or a record set); ValueError if none is."""
+    found = _done_decoder.decode(data)  # msgspec.DecodeError is a ValueError
+    if isinstance(found, DoneOutputs):
+        return found
+    for record in found:
+        if record.task_id == task_id:
+            return record
+    raise ValueError(f"the record set holds no record of task {task_id}")
 
 
 def parse_result_key(key: str) -> tuple[str, str] | None:
-    """(task_id, file name) of a key `results/<xx>/<task_id>/<name>`, else None."""
+    """(task_id, name) of a key of a task's result, else None. Pure. The name is the key
+    itself for a record (RECORD_SUFFIX, or LEGACY_RECORD in the task's folder), else the
+    file name of one of the task's own files (`<output>.parquet`)."""
     parts = key.split("/")
-    if len(parts) != 4 or parts[0] != "results" or parts[2][:2] != parts[1]:
+    if parts[0] != "results":
         return None
-    return parts[2], parts[3]
+    if len(parts) == 3 and parts[2].endswith(RECORD_SUFFIX):
+        task_id, name = parts[2][: -len(RECORD_SUFFIX)], key
+    elif len(parts) == 4:
+        task_id, name = parts[2], (key if parts[3] == LEGACY_RECORD else parts[3])
+    else:
+        return None
+    return (task_id, name) if task_id[:2] == parts[1] else None
 
 
 def _shard(task_id: str) -> str:
-    return blob_keys.result_prefix(task_id).rsplit("/", 2)[0] + "/"  # "results/<xx>/"
+    return blob_keys.result_prefix(task_id).rsplit("/", 1)[0] + "/"  # "results/<xx>/"
+
+
+@dataclass
+class _Seen:
+    """One task's keys seen while listing: its record (the current form wins), its files."""
+
+    record: str = ""
+    files: list[str] = field(default_factory=list)
 
 
 class _Found:
-    """Files seen per wanted task while listing."""
+    """What listing showed of each wanted task."""
 
     def __init__(self, wanted: set[str]) -> None:
         self.wanted = wanted
-        self.files: dict[str, list[str]] = {}
+        self.tasks: dict[str, _Seen] = {}
 
     def add(self, key: str) -> None:
         parsed = parse_result_key(key)
-        if parsed is not None and parsed[0] in self.wanted:
-            self.files.setdefault(parsed[0], []).append(parsed[1])
+        if parsed is None or parsed[0] not in self.wanted:
+            return
+        task_id, name = parsed
+        seen = self.tasks.setdefault(task_id, _Seen())
+        if name == key:
+            if name.endswith(RECORD_SUFFIX) or not seen.record:
+                seen.record = name
+        elif name.endswith(OUTPUT_SUFFIX):
+            seen.files.append(name[: -len(OUTPUT_SUFFIX)])
 
-    def done(self) -> dict[str, tuple[str, ...]]:
-        out = {}
-        for task_id, names in self.files.items():
-            if DONE_MARKER in names:
-                out[task_id] = tuple(
-                    sorted(n[: -len(OUTPUT_SUFFIX)] for n in names if n.endswith(OUTPUT_SUFFIX))
-                )
-        return out
+    def done(self) -> dict[str, _Seen]:
+        return {task_id: seen for task_id, seen in self.tasks.items() if seen.record}
 
 
 async def _list_tasks(store: BlobStore, wanted: Iterable[str], sem: asyncio.Semaphore) -> _Found:
@@ -102,7 +131,7 @@ async def _list_tasks(store: BlobStore, wanted: Iterable[str], sem: asyncio.Sema
 
 async def _list_shard(
     store: BlobStore, shard: str, wanted: set[str], sem: asyncio.Semaphore, shard_min: int
-) -> dict[str, tuple[str, ...]]:
+) -> dict[str, _Seen]:
     if len(wanted) < shard_min:
         return (await _list_tasks(store, wanted, sem)).done()
     found = _Found(wanted)
@@ -135,36 +164,32 @@ async def find_done(
     parts = await asyncio.gather(
         *(_list_shard(store, s, w, sem, shard_min) for s, w in sorted(by_shard.items()))
     )
+    seen = {task_id: found for part in parts for task_id, found in part.items()}
+    records = sorted((task_id, found.record) for task_id, found in seen.items())
+    chunks = [records[i : i + RECORDS_PER_READ] for i in range(0, len(records), RECORDS_PER_READ)]
     done: dict[str, tuple[str, ...]] = {}
-    for part in parts:
-        done.update(part)
-    # a folder with only _done.json: outputs in packs, or none at all; the record says which
-    unlisted = sorted(t for t, names in done.items() if not names)
-    chunks = [unlisted[i : i + RECORDS_PER_READ] for i in range(0, len(unlisted), RECORDS_PER_READ)]
     for names in await asyncio.gather(*(_read_names(store, c, sem) for c in chunks)):
         for task_id, outputs in names.items():
-            if outputs is None:
-                del done[task_id]
-            else:
-                done[task_id] = outputs
+            if outputs is not None:  # the record's names, and any file it does not name
+                done[task_id] = tuple(sorted({*outputs, *seen[task_id].files}))
     return done
 
 
 async def _read_names(
-    store: BlobStore, task_ids: list[str], sem: asyncio.Semaphore
+    store: BlobStore, records: list[tuple[str, str]], sem: asyncio.Semaphore
 ) -> dict[str, tuple[str, ...] | None]:
-    """Output names from each task's `_done.json`; None for a record that cannot be read."""
+    """Output names from each (task id, record key); None for a record that cannot be read."""
     async with sem:
-        found = await store.get_batch([blob_keys.result_done(t) for t in task_ids])
+        found = await store.get_batch([key for _, key in records])
     names: dict[str, tuple[str, ...] | None] = {}
-    for task_id, data in zip(task_ids, found, strict=True):
+    for (task_id, _), data in zip(records, found, strict=True):
         if data is None:  # gone since the listing
             log.warning("cache.record_unreadable", task_id=task_id, reason="missing")
             names[task_id] = None
             continue
         try:
-            names[task_id] = tuple(sorted(decode_done(data).outputs))
-        except msgspec.DecodeError as exc:
+            names[task_id] = tuple(decode_done(data, task_id).outputs)
+        except ValueError as exc:  # msgspec.DecodeError, or no record of this task in a set
             log.warning("cache.record_unreadable", task_id=task_id, reason=str(exc))
             names[task_id] = None
     return names

@@ -5,7 +5,8 @@ For each output name, `jobs/<job_id>/results/<output>.parquet`: the key columns 
 the output's own columns. Plus `jobs/<job_id>/results/tasks.parquet`: one row per task with
 its status (completed, failed or cached), failure kind and message, and wall time.
 
-Where a task's outputs are is in its `_done.json` record: per output a reference
+Where a task's outputs are is in its record (`blob_keys.result_done`; on file:// a record set
+holding it): per output a reference
 (`modelops_contracts.parse_output_ref`), either rows of a *pack* (one Parquet file holding
 the output of several tasks a runner stored together) or a whole Parquet file of its own.
 A task whose record is missing or unreadable is read the old way, at
@@ -258,6 +259,18 @@ def _locate(store: BlobStore, task_id: str, output: str, ref: str | None) -> Out
     return parsed
 
 
+async def _read_records(store: BlobStore, task_ids: list[str]) -> list[bytes | None]:
+    """Each task's record bytes; where there is none, the record stored before records left
+    the task's folder (`blob_keys.result_done_legacy`), if any."""
+    found = await store.get_batch([blob_keys.result_done(t) for t in task_ids])
+    missing = [i for i, data in enumerate(found) if data is None]
+    if missing:
+        legacy = await store.get_batch([blob_keys.result_done_legacy(task_ids[i]) for i in missing])
+        for i, data in zip(missing, legacy, strict=True):
+            found[i] = data
+    return found
+
+
 async def _fetch(
     store: BlobStore,
     task_ids: list[str],
@@ -267,7 +280,7 @@ async def _fetch(
     """Where every output of the batch's finished tasks is, and the bytes of those files.
 
     Two `get_batch` calls (one thread hop each on file://, pooled concurrent GETs on S3):
-    the `_done.json` of each task that has outputs, then each file they name, once (a pack
+    the record of each task that has outputs, then each file they name, once (a pack
     in `packs`, read by the previous batch, is not read again). A task without outputs
     costs nothing. A task whose record is missing or unreadable is looked for at its
     per-task keys, where results were stored before packs.
@@ -279,7 +292,7 @@ async def _fetch(
     ]
     if not rows:
         return _Fetched({}, {}, {})
-    records = await store.get_batch([blob_keys.result_done(task_ids[row]) for row in rows])
+    records = await _read_records(store, [task_ids[row] for row in rows])
     refs: dict[tuple[int, str], OutputRef | str] = {}
     for row, data in zip(rows, records, strict=True):
         outcome = outcomes[row]
@@ -287,8 +300,8 @@ async def _fetch(
         stored: dict[str, str] = {}
         if data is not None:
             try:
-                stored = decode_done(data).outputs
-            except ValueError as exc:  # msgspec.DecodeError
+                stored = decode_done(data, task_ids[row]).outputs
+            except ValueError as exc:  # msgspec.DecodeError, or not in its record set
                 log.warning("results.record_unreadable", task_id=task_ids[row], reason=str(exc))
         for output in outcome.outputs:
             refs[row, output] = _locate(store, task_ids[row], output, stored.get(output))

@@ -86,7 +86,8 @@ class blob_keys:  # lowercase on purpose: a namespace of key builders, blob_keys
 
     @staticmethod
     def result_prefix(task_id: str) -> str:
-        return f"results/{task_id[:2]}/{task_id}/"
+        """Every key of one task's result: its record and its folder of own output files."""
+        return f"results/{task_id[:2]}/{task_id}"
 
     @staticmethod
     def result_output(task_id: str, output: str) -> str:
@@ -99,5 +100,12 @@ class blob_keys:  # lowercase on purpose: a namespace of key builders, blob_keys
 
     @staticmethod
     def result_done(task_id: str) -> str:
-        """Written last, only once every output is stored: its presence means 'done'."""
+        """The task's record, written last, once every output is stored: its presence means
+        'done'. Beside the task's folder, not in it: most tasks have no files of their own
+        (their outputs are rows of packs), and a folder per task costs a directory each."""
+        return f"results/{task_id[:2]}/{task_id}.done.json"
+
+    @staticmethod
+    def result_done_legacy(task_id: str) -> str:
+        """Where records were written before version 3 (in the task's folder): read only."""
         return f"results/{task_id[:2]}/{task_id}/_done.json"

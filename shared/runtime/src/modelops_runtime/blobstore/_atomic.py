@@ -31,6 +31,7 @@ __all__ = [
     "AtomicWriter",
     "copy_file_atomic",
     "fsync_dir",
+    "link_bytes_atomic",
     "sync_writes",
     "write_bytes_atomic",
 ]
@@ -163,6 +164,46 @@ def write_bytes_atomic(
                 os.unlink(tmp)
     if durable:
         fsync_dir(folder)
+    return True
+
+
+def link_bytes_atomic(dests: list[str], data: bytes) -> list[bool]:
+    """`data` at each of `dests` where nothing is yet, written once: one file, one hard link
+    per name. Per dest, whether it was written. Not durable: the caller owes a `sync_writes`.
+
+    One inode for many names is the cheap way to store many small objects on a local disk:
+    a file of its own costs ext4 ~65 us of CPU per object (inode, block, temporary name),
+    a link ~10 us. Every name is a whole object at once (a link of a complete file); a name
+    replaced later (a rename onto it) leaves the others as they were.
+    """
+    if not dests:
+        return []
+    tmp, fd = _create_tmp(os.path.dirname(dests[0]))
+    try:
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+        finally:
+            os.close(fd)
+        return [_link_new(tmp, dest) for dest in dests]
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+
+
+def _link_new(source: str, dest: str) -> bool:
+    """Link `source` at `dest` unless something is there (its folder made if missing)."""
+    try:
+        os.link(source, dest)
+    except FileNotFoundError:
+        os.makedirs(os.path.dirname(dest), exist_ok=True)
+        try:
+            os.link(source, dest)
+        except FileExistsError:
+            return False
+    except FileExistsError:
+        return False
     return True
 
 

@@ -65,7 +65,10 @@ class BlobStore(Protocol):
         stage and put, whether it was written (False: an `if_absent` put found an object).
         An error stops the batch: earlier objects may be stored, none is half-written.
         Cheaper per object than put_bytes: file:// syncs the disk once per stage, not twice
-        per file; S3 sends a stage's puts concurrently.
+        per file; S3 sends a stage's puts concurrently. A store whose `links_shared_puts`
+        attribute is true stores the `if_absent` puts of a stage that share one bytes object
+        as one object under many names (file:// hard links), so many small objects cost
+        about one: callers may then give many keys the same bytes.
         """
         ...
 

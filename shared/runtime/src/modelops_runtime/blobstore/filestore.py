@@ -20,7 +20,12 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
-from modelops_runtime.blobstore._atomic import copy_file_atomic, sync_writes, write_bytes_atomic
+from modelops_runtime.blobstore._atomic import (
+    copy_file_atomic,
+    link_bytes_atomic,
+    sync_writes,
+    write_bytes_atomic,
+)
 from modelops_runtime.blobstore.base import BlobPut, ClosingStore
 from modelops_runtime.blobstore.errors import BlobConflict, BlobNotFound, BlobStoreError
 from modelops_runtime.blobstore.keys import (
@@ -40,6 +45,8 @@ _Planned = tuple[str, str, bytes, bool]  # path, URI, data, if_absent
 
 class FileBlobStore(ClosingStore):
     """A blob store in a local folder, addressed as file:///abs/dir."""
+
+    links_shared_puts = True  # see BlobStore.put_batch
 
     def __init__(self, location: BlobLocation) -> None:
         if location.scheme != "file":
@@ -139,16 +146,44 @@ class FileBlobStore(ClosingStore):
     ) -> builtins.list[builtins.list[bool]]:
         results: builtins.list[builtins.list[bool]] = []
         for stage in plan:
-            written = [
-                self._write_bytes(path, uri, data, exclusive, durable=False)
-                for path, uri, data, exclusive in stage
-            ]
+            written = self._write_stage(stage)
             if stage:
                 # an object another writer linked but did not sync yet is synced here too
                 with _write_errors(self.uri, self.root, exclusive=False):
                     sync_writes(self._root, [path for path, *_ in stage])
             results.append(written)
         return results
+
+    def _write_stage(self, stage: builtins.list[_Planned]) -> builtins.list[bool]:
+        """Write one stage, not durably. `if_absent` puts that share one bytes object (the
+        same bytes under many keys) are one file with a hard link per key."""
+        shared: dict[int, builtins.list[int]] = {}
+        for i, (_, _, data, exclusive) in enumerate(stage):
+            if exclusive:
+                shared.setdefault(id(data), []).append(i)
+        written: builtins.list[bool | None] = [None] * len(stage)
+        for group in shared.values():
+            if len(group) > 1:
+                for i, ok in zip(group, self._link_shared(stage, group), strict=True):
+                    written[i] = ok
+        for i, (path, uri, data, exclusive) in enumerate(stage):
+            if written[i] is None:  # on its own, or its group could not be linked
+                written[i] = self._write_bytes(path, uri, data, exclusive, durable=False)
+        return [bool(w) for w in written]
+
+    def _link_shared(
+        self, stage: builtins.list[_Planned], group: builtins.list[int]
+    ) -> builtins.list[bool | None]:
+        """One file linked at every key of `group`; None for each key to write on its own."""
+        paths = [stage[i][0] for i in group]
+        try:
+            linked: builtins.list[bool | None] = list(link_bytes_atomic(paths, stage[group[0]][2]))
+        except OSError:  # a key in conflict, say: each key alone gets its own error
+            return [None] * len(group)
+        for n, (i, ok) in enumerate(zip(group, linked, strict=True)):
+            if not ok and os.path.isdir(stage[i][0]):
+                linked[n] = None  # a folder of other keys there: _write_bytes says so
+        return linked
 
     def _read_many(self, paths: builtins.list[tuple[str, str]]) -> builtins.list[bytes | None]:
         found: builtins.list[bytes | None] = []
@@ -177,8 +212,16 @@ class FileBlobStore(ClosingStore):
         folder = self.root / prefix.rpartition("/")[0]
         keys: builtins.list[str] = []
         for dirpath, dirnames, filenames in os.walk(folder, onerror=_raise):
-            dirnames[:] = [d for d in dirnames if not d.startswith(TMP_PREFIX)]
             rel = Path(dirpath).relative_to(self.root).as_posix()
+            base = "" if rel == "." else f"{rel}/"
+            # descend only where keys can start with the prefix ("results/ab/t" skips
+            # every other task's folder in results/ab/)
+            dirnames[:] = [
+                d
+                for d in dirnames
+                if not d.startswith(TMP_PREFIX)
+                and (f"{base}{d}/".startswith(prefix) or prefix.startswith(f"{base}{d}/"))
+            ]
             for name in filenames:
                 if name.startswith(TMP_PREFIX):
                     continue  # a write in flight, or left by a crash: not an object
