@@ -23,6 +23,7 @@ from modelops_contracts import (
     output_ref,
 )
 from modelops_runtime.blobstore import BlobLocation, FileBlobStore
+from modelops_submitter import cache
 from modelops_submitter.cache import find_done, parse_result_key
 from modelops_submitter.job_files import read_tracking_state, upload_job_files
 from modelops_submitter.results import write_results
@@ -256,6 +257,30 @@ async def test_find_done_reads_a_tasks_record_from_its_record_set(store: FileBlo
     done = await find_done(store, [a, b, c])
 
     assert done == {a: ("out_00",), b: ("out_01",)}
+
+
+def test_a_record_set_is_decoded_once_for_all_its_tasks(monkeypatch: pytest.MonkeyPatch) -> None:
+    ids = [f"{i:02x}" + f"{i:062x}" for i in range(4)]
+    shared = json.dumps([json.loads(record(t, {"o": f"u{t[:2]}"})) for t in ids[:3]]).encode()
+    decodes = Counter()
+    real = cache._done_decoder
+
+    class Counting:
+        def decode(self, data: bytes) -> object:
+            decodes[data] += 1
+            return real.decode(data)
+
+    monkeypatch.setattr(cache, "_done_decoder", Counting())
+    reader = cache.RecordReader()
+    # each task's key holds its own copy of the bytes, as a store reads them
+    assert [reader.read(bytes(shared), t).outputs["o"] for t in ids[:3]] == ["u00", "u01", "u02"]
+    with pytest.raises(ValueError, match=f"no record of task {ids[3]}"):
+        reader.read(bytes(shared), ids[3])
+    assert decodes == {shared: 1}
+    with pytest.raises(ValueError):  # a set that cannot be decoded fails every task in it
+        reader.read(b"[{not json", ids[0])
+    with pytest.raises(ValueError):
+        reader.read(b"[{not json", ids[1])
 
 
 def test_param_columns_unify_types_and_avoid_clashes() -> None:

@@ -31,7 +31,7 @@ import structlog
 from modelops_contracts import blob_keys
 from modelops_runtime.blobstore import BlobStore
 
-__all__ = ["DoneOutputs", "decode_done", "find_done", "parse_result_key"]
+__all__ = ["DoneOutputs", "RecordReader", "decode_done", "find_done", "parse_result_key"]
 
 log = structlog.get_logger(__name__)
 
@@ -56,13 +56,33 @@ _done_decoder = msgspec.json.Decoder(DoneOutputs | list[DoneOutputs])
 
 def decode_done(data: bytes, task_id: str) -> DoneOutputs:
     """`task_id`'s record in `data` (a record, or a record set); ValueError if none is."""
-    found = _done_decoder.decode(data)  # msgspec.DecodeError is a ValueError
-    if isinstance(found, DoneOutputs):
-        return found
-    for record in found:
-        if record.task_id == task_id:
-            return record
-    raise ValueError(f"the record set holds no record of task {task_id}")
+    return RecordReader().read(data, task_id)
+
+
+class RecordReader:
+    """decode_done for many tasks: a record set that several tasks' keys hold (the same
+    bytes) is decoded once, not once per task."""
+
+    def __init__(self) -> None:
+        self._sets: dict[bytes, dict[str, DoneOutputs] | ValueError] = {}
+
+    def read(self, data: bytes, task_id: str) -> DoneOutputs:
+        """`task_id`'s record in `data`; ValueError if there is none."""
+        if not data.startswith(b"["):  # one record: nothing to share
+            return _done_decoder.decode(data)  # type: ignore[return-value]
+        found = self._sets.get(data)
+        if found is None:
+            try:
+                found = {r.task_id: r for r in _done_decoder.decode(data)}  # type: ignore[union-attr]
+            except ValueError as exc:  # msgspec.DecodeError
+                found = exc
+            self._sets[data] = found
+        if isinstance(found, ValueError):
+            raise found
+        record = found.get(task_id)
+        if record is None:
+            raise ValueError(f"the record set holds no record of task {task_id}")
+        return record
 
 
 def parse_result_key(key: str) -> tuple[str, str] | None:
@@ -182,13 +202,14 @@ async def _read_names(
     async with sem:
         found = await store.get_batch([key for _, key in records])
     names: dict[str, tuple[str, ...] | None] = {}
+    reader = RecordReader()
     for (task_id, _), data in zip(records, found, strict=True):
         if data is None:  # gone since the listing
             log.warning("cache.record_unreadable", task_id=task_id, reason="missing")
             names[task_id] = None
             continue
         try:
-            names[task_id] = tuple(decode_done(data, task_id).outputs)
+            names[task_id] = tuple(reader.read(data, task_id).outputs)
         except ValueError as exc:  # msgspec.DecodeError, or no record of this task in a set
             log.warning("cache.record_unreadable", task_id=task_id, reason=str(exc))
             names[task_id] = None

@@ -41,7 +41,7 @@ from modelops_contracts import OutputRef, blob_keys, parse_output_ref
 from modelops_runtime.blobstore import BlobNotFound, BlobStore, key_of
 from modelops_runtime.outputs import slice_rows
 
-from .cache import decode_done
+from .cache import RecordReader
 from .errors import ResultsError
 from .job_files import task_index_key
 from .task_table import CACHED_COLUMN, status_schema
@@ -294,13 +294,14 @@ async def _fetch(
         return _Fetched({}, {}, {})
     records = await _read_records(store, [task_ids[row] for row in rows])
     refs: dict[tuple[int, str], OutputRef | str] = {}
+    reader = RecordReader()
     for row, data in zip(rows, records, strict=True):
         outcome = outcomes[row]
         assert outcome is not None
         stored: dict[str, str] = {}
         if data is not None:
             try:
-                stored = decode_done(data, task_ids[row]).outputs
+                stored = reader.read(data, task_ids[row]).outputs
             except ValueError as exc:  # msgspec.DecodeError, or not in its record set
                 log.warning("results.record_unreadable", task_id=task_ids[row], reason=str(exc))
         for output in outcome.outputs:
