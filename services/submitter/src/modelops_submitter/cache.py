@@ -68,14 +68,15 @@ class RecordReader:
 
     def read(self, data: bytes, task_id: str) -> DoneOutputs:
         """`task_id`'s record in `data`; ValueError if there is none."""
-        if not data.startswith(b"["):  # one record: nothing to share
-            return _done_decoder.decode(data)  # type: ignore[return-value]
         found = self._sets.get(data)
         if found is None:
             try:
-                found = {r.task_id: r for r in _done_decoder.decode(data)}  # type: ignore[union-attr]
+                decoded = _done_decoder.decode(data)
             except ValueError as exc:  # msgspec.DecodeError
-                found = exc
+                decoded = exc
+            if isinstance(decoded, DoneOutputs):
+                return decoded  # a record of its own: nothing to share
+            found = decoded if isinstance(decoded, ValueError) else {r.task_id: r for r in decoded}
             self._sets[data] = found
         if isinstance(found, ValueError):
             raise found
