@@ -131,7 +131,9 @@ async def test_sir_study_runs_to_completion_on_s3_and_a_registry(
     info = await nats_client.jetstream().consumer_info("MODELOPS_TASKS", job.consumer)
     assert info.num_pending == 0 and info.num_ack_pending == 0
 
-    # the same tasks in a new job: every result is reused, nothing runs again
+    # the same tasks queued again by hand, as a concurrent job's submitter would have queued
+    # them before this job stored them: they run (a first delivery is not looked up), and
+    # each stored record wins, so every event reports the first job's result
     again = await site.queue(nats_client, tasks)
     rerun = await site.run(again, "runner-again", timeout_s=90)
     assert rerun.returncode == 0, rerun.log()[-4000:]

@@ -383,6 +383,8 @@ async def test_store_calls_are_batched_and_each_record_follows_its_synced_output
     w = make_world(n_workers=4)
     tasks = [sim_task(seed) for seed in range(40)]
     msgs = [w.queue.put_task(t) for t in tasks]
+    for msg in msgs:
+        msg.attempt = 2  # redeliveries, which are looked up (first deliveries are not)
 
     assert await w.runner(max_held=40).run() == "drained"
 
@@ -396,7 +398,7 @@ async def test_store_calls_are_batched_and_each_record_follows_its_synced_output
         done = w.journal.index(("put", blob_keys.result_done(task.task_id)))
         synced = next(i for i in syncs if i > output)
         assert output < synced < done  # the record is written once its outputs are durable
-        published = w.journal.index(("publish", f"{JOB}:{task.task_id}:task_completed:1"))
+        published = w.journal.index(("publish", f"{JOB}:{task.task_id}:task_completed:2"))
         assert (
             next(i for i in syncs if i > done)
             < published
@@ -404,9 +406,7 @@ async def test_store_calls_are_batched_and_each_record_follows_its_synced_output
         )
 
 
-async def test_a_stored_result_of_another_job_is_reported_cached_without_running() -> None:
-    w = make_world()
-    task = sim_task(1)
+def _stored_by_another_job(w: World, task: SimTask) -> ResultRecord:
     stored = ResultRecord(
         task_id=task.task_id,
         job_id="job-earlier",
@@ -416,13 +416,38 @@ async def test_a_stored_result_of_another_job_is_reported_cached_without_running
         time="2026-01-01T00:00:00Z",
     )
     w.store.blobs[blob_keys.result_done(task.task_id)] = msgspec.json.encode(stored)
+    return stored
+
+
+async def test_a_redelivered_task_stored_by_another_job_is_reported_cached_unrun() -> None:
+    w = make_world()
+    task = sim_task(1)
+    stored = _stored_by_another_job(w, task)
     msg = w.queue.put_task(task)
+    msg.attempt = 2
 
     assert await w.runner().run() == "drained"
 
     (event,) = w.bus.of(TaskCompleted)
     assert event.cached and event.outputs == stored.outputs and event.runner_id == "unit-runner"
     assert w.pool.items == [] and msg.settled == "ack"
+
+
+async def test_a_first_delivery_is_not_looked_up_and_a_record_stored_meanwhile_wins() -> None:
+    """The submitter checked the cache when it queued the task; another job that stored the
+    same task since then costs a run, and its record is the one reported."""
+    w = make_world()
+    task = sim_task(1)
+    stored = _stored_by_another_job(w, task)
+    msg = w.queue.put_task(task)
+
+    assert await w.runner().run() == "drained"
+
+    assert not [step for step in w.journal if step[0] == "get_batch"]  # no lookup
+    assert [item.task_id for item in w.pool.items] == [task.task_id]  # it ran
+    (event,) = w.bus.of(TaskCompleted)
+    assert event.cached and event.outputs == stored.outputs  # the stored record won
+    assert record_of(w.store, task.task_id) == stored and msg.settled == "ack"
 
 
 async def test_a_redelivered_task_already_stored_by_this_job_republishes_the_same_event() -> None:

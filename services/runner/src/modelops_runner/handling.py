@@ -3,17 +3,20 @@
 ::
 
     decode SimTask ──bad──▶ TaskFailed(infrastructure) + term        (never redelivered)
-    record exists ───────▶ TaskCompleted (cached, or the stored run's own event) + ack
+    redelivered, record exists ▶ TaskCompleted (the stored run's own event, or cached) + ack
     run on the pool ──────▶ success: outputs, record, TaskCompleted, then ack
+                            (a record another run stored first wins: it is reported)
                             an output that cannot be stored: TaskFailed(bad_output) + ack
                             model failure: TaskFailed(final) + ack   (retrying burns time)
     infrastructure trouble ▶ nak with back-off; on the last delivery TaskFailed + term
 
 Acks come last, after the result is stored and JetStream has acknowledged the event, so a
 crash anywhere means redelivery, never loss. Store calls are batched across the tasks in
-flight (batching.py): one lookup of the records serves a whole fetch, and the tasks that
-finished meanwhile are finished together: one two-stage put (outputs, then records), their
-TaskCompleted events published back to back with one wait for the PubAcks, then their acks.
+flight (batching.py): one lookup of the redelivered tasks' records serves a whole fetch (a
+first delivery is not looked up: the submitter checked the cache when it queued it), and
+the tasks that finished meanwhile are finished together: one two-stage put (outputs, then
+records), their TaskCompleted events published back to back with one wait for the PubAcks,
+then their acks.
 
 `TaskHandler.handle` is the outermost boundary for one message: whatever goes wrong, the
 message is acked, nak'ed or terminated, and the log line says which.
@@ -239,7 +242,11 @@ class TaskHandler:
 
     async def _run_task(self, held: HeldMessage, task: SimTask, correlation_id: str) -> None:
         msg, attempt = held.msg, held.msg.attempt
-        stored = await self._lookups.submit(task.task_id)
+        # A first delivery was not done when the submitter queued it (it checked the cache);
+        # only a redelivery may find its result stored, by a run that stored it and then
+        # lost its ack. A lookup is a request per task on S3, so first deliveries skip it:
+        # if a concurrent job stores the same task meanwhile, its record wins at save time.
+        stored = await self._lookups.submit(task.task_id) if attempt > 1 else None
         if stored is not None:
             self._on_stage(held, "finishing")
             await self._report_done(msg, stored, correlation_id)
