@@ -15,7 +15,7 @@ task's own files (`<output>.parquet` in its folder: results stored before packs,
 a worker wrote as Parquet itself). So the records of the done tasks are read, in batches,
 and a record that cannot be read makes the task not done (it runs again). On file:// a
 record key may hold a record set (a JSON array: the records of the tasks a runner stored
-together); `decode_done` picks the task's.
+together); `RecordReader` picks the task's.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ import structlog
 from modelops_contracts import blob_keys
 from modelops_runtime.blobstore import BlobStore
 
-__all__ = ["DoneOutputs", "RecordReader", "decode_done", "find_done", "parse_result_key"]
+__all__ = ["DoneOutputs", "RecordReader", "find_done", "parse_result_key"]
 
 log = structlog.get_logger(__name__)
 
@@ -54,14 +54,10 @@ class DoneOutputs(msgspec.Struct):
 _done_decoder = msgspec.json.Decoder(DoneOutputs | list[DoneOutputs])
 
 
-def decode_done(data: bytes, task_id: str) -> DoneOutputs:
-    """`task_id`'s record in `data` (a record, or a record set); ValueError if none is."""
-    return RecordReader().read(data, task_id)
-
-
 class RecordReader:
-    """decode_done for many tasks: a record set that several tasks' keys hold (the same
-    bytes) is decoded once, not once per task."""
+    """Each task's record from the bytes at its key (a record, or a record set holding it).
+    A record set that several tasks' keys hold (the same bytes) is decoded once, not once
+    per task."""
 
     def __init__(self) -> None:
         self._sets: dict[bytes, dict[str, DoneOutputs] | ValueError] = {}
