@@ -51,12 +51,19 @@ async def bare_client(bare_nats: NatsServer) -> AsyncIterator[nats.NATS]:
         await nc.close()
 
 
-async def test_concurrent_publishes_are_each_stored_once(nats_client: nats.NATS) -> None:
+async def _events_stream(
+    nats_client: nats.NATS, n: int
+) -> tuple[JetStreamContext, JetStreamPublisher, str, list[TaskCompleted]]:
+    """Our streams, a publisher, a fresh job id and `n` of its TaskCompleted events."""
     js = nats_client.jetstream()
     await ensure_jetstream(js)
-    publisher = JetStreamPublisher(nats_client, timeout_s=5)
     job_id = f"job-{uuid.uuid4().hex[:12]}"
-    events = [_event(job_id, f"t{i}") for i in range(40)]
+    events = [_event(job_id, f"t{i}") for i in range(n)]
+    return js, JetStreamPublisher(nats_client, timeout_s=5), job_id, events
+
+
+async def test_concurrent_publishes_are_each_stored_once(nats_client: nats.NATS) -> None:
+    js, publisher, job_id, events = await _events_stream(nats_client, 40)
 
     await asyncio.gather(*(publisher.publish(e) for e in events))
     await publisher.publish(events[0])  # a retried publish: JetStream keeps one copy
@@ -99,11 +106,7 @@ async def test_closing_the_publisher_fails_waiting_publishes(bare_client: nats.N
 
 
 async def test_publish_many_stores_a_batch_with_one_wait(nats_client: nats.NATS) -> None:
-    js = nats_client.jetstream()
-    await ensure_jetstream(js)
-    publisher = JetStreamPublisher(nats_client, timeout_s=5)
-    job_id = f"job-{uuid.uuid4().hex[:12]}"
-    events = [_event(job_id, f"t{i}") for i in range(30)]
+    js, publisher, job_id, events = await _events_stream(nats_client, 30)
 
     assert await publisher.publish_many(events) == [None] * 30
     assert await publisher.publish_many(events[:3]) == [None] * 3  # retried: stored once
