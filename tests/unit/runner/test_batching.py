@@ -75,6 +75,37 @@ async def test_a_window_waits_for_company_until_enough_items_wait() -> None:
     assert flush.batches == [[0, 2, 4, 6]]  # the flush takes every waiting item
 
 
+async def test_a_window_does_not_wait_when_no_company_is_coming() -> None:
+    flush = Recorder()
+    running = [True]
+    batcher = Batcher(flush, name="t", window_s=60.0, window_items=10, company=lambda: running[0])
+    first = asyncio.ensure_future(batcher.submit(0))
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert flush.batches == []  # others may still finish: wait for them
+    running[0] = False  # the last one finishes: nothing more can join
+    async with asyncio.timeout(5):
+        assert await asyncio.gather(first, batcher.submit(2)) == [0, 20]
+    assert flush.batches == [[0, 2]]
+    async with asyncio.timeout(5):  # and a lone item goes out at once
+        assert await batcher.submit(4) == 40
+    assert flush.batches == [[0, 2], [4]]
+
+
+async def test_hurry_ends_an_open_window() -> None:
+    flush = Recorder()
+    batcher = Batcher(flush, name="t", window_s=60.0, window_items=10, company=lambda: True)
+    batcher.hurry()  # nothing waits: a no-op, the next window still waits
+    waiting = [asyncio.ensure_future(batcher.submit(i)) for i in (0, 2)]
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert flush.batches == []
+    batcher.hurry()
+    async with asyncio.timeout(5):
+        assert await asyncio.gather(*waiting) == [0, 20]
+    assert flush.batches == [[0, 2]]
+
+
 async def test_an_item_error_reaches_only_its_submitter() -> None:
     batcher = Batcher(Recorder(), name="t")
     results = await asyncio.gather(*(batcher.submit(i) for i in (1, 2, 3)), return_exceptions=True)

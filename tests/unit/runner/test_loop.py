@@ -621,6 +621,48 @@ async def test_fetches_are_sized_to_free_workers_and_workers_stay_busy() -> None
     assert w.pool.max_running == 3 and len(w.bus.of(TaskCompleted)) == 10
 
 
+async def test_finished_tasks_wait_for_company_but_never_for_nothing() -> None:
+    w = make_world(n_workers=2)
+    for seed in range(30):
+        w.queue.put_task(sim_task(seed))
+
+    async with asyncio.timeout(10):  # a minute's window never holds the job up
+        assert await w.runner(store_window_s=60.0).run() == "drained"
+
+    stages = [n for kind, n in w.journal if kind == "sync"]  # outputs, then records
+    assert stages[0] <= 2  # the first results go out at once: the job is seen running
+    assert len(stages) <= 6 and sum(stages) == 60  # the rest waited for one another
+    assert len(w.bus.of(TaskCompleted)) == 30 and not w.queue.in_flight
+
+
+async def test_finished_tasks_that_fill_the_runners_room_are_stored_at_once() -> None:
+    async def brief(item: WorkItem) -> TaskOutcome:
+        await asyncio.sleep(0.005)
+        return success(item)
+
+    w = make_world(n_workers=2, behaviour=brief)
+    for seed in range(40):
+        w.queue.put_task(sim_task(seed))
+    running_at_store: list[int] = []
+    put_batch = w.store.put_batch
+
+    async def watched(*stages: Sequence[BlobPut]) -> list[list[bool]]:
+        running_at_store.append(w.pool.running)
+        return await put_batch(*stages)
+
+    w.store.put_batch = watched  # type: ignore[method-assign]
+
+    async with asyncio.timeout(10):
+        assert await w.runner(store_window_s=60.0, max_held=6).run() == "drained"
+
+    stages = [n for kind, n in w.journal if kind == "sync"]
+    assert max(stages) <= 6 and sum(stages) == 80
+    # held at the limit, the window is cut short while the workers still run: they are not
+    # left idle until every task here has finished
+    assert sum(1 for n in running_at_store if n > 0) >= len(running_at_store) // 2
+    assert len(w.bus.of(TaskCompleted)) == 40
+
+
 async def test_short_tasks_are_fetched_ahead_in_batches() -> None:
     w = make_world(n_workers=2)
     for seed in range(200):

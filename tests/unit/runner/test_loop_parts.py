@@ -72,7 +72,7 @@ def test_settings_read_every_variable() -> None:
 
 
 def test_the_store_window_may_be_zero_to_store_each_result_at_once() -> None:
-    assert RunnerSettings.from_env(BASE_ENV).store_window_s == 0.1
+    assert RunnerSettings.from_env(BASE_ENV).store_window_s == 0.5
     env = {**BASE_ENV, "MODELOPS_RUNNER_STORE_WINDOW_S": "0"}
     assert RunnerSettings.from_env(env).store_window_s == 0.0
 

@@ -27,6 +27,7 @@ from modelops_contracts import (
     decode,
     encode,
 )
+from modelops_contracts.jobs import runner_held_limit
 from modelops_submitter.consume import handle_command, handle_event
 from modelops_submitter.errors import CommandInvalid
 from modelops_submitter.handlers import on_cancel_job, on_submit_job
@@ -89,6 +90,8 @@ async def test_submit_records_uploads_enqueues_launches_and_announces(tmp_path: 
     assert await deps.blobs.exists(blob_keys.job_tasks(job_id))
     consumer = deps.queue.consumers[job_id]
     assert consumer["max_deliver"] == 4
+    # room for what each of the 4 runners holds (workers per runner unknown: taken as 8)
+    assert consumer["max_ack_pending"] == 4 * runner_held_limit(8)
     queued = deps.queue.messages[job_id]
     tasks = [decode(p, SimTask) for p in queued.values()]
     assert len(tasks) == 6 and all(t.entrypoint == "model:StochasticSIR/lockdown" for t in tasks)

@@ -6,10 +6,12 @@ runs wait for it and go out in the one after. Batches therefore grow with the lo
 themselves, and at most one flush is in flight.
 
 `window_s` lets a batch wait that long after its first item for company (or until
-`window_items` wait): tasks of ~20 ms finish one every few ms, and waiting a few ms for the
-next ones costs them nothing (nobody waits on a finished task but its ack) while it divides
-the per-batch costs (thread hop, disk sync, socket writes) among several tasks. A flush
-takes every waiting item (up to `max_batch`), so a slow disk makes batches grow, not wait.
+`window_items` wait): tasks of ~20 ms finish one every few ms, and waiting for the next ones
+costs them nothing (nobody waits on a finished task but its ack) while it divides the
+per-batch costs (thread hop, disk sync, socket writes) among several tasks. `company` says
+whether any is coming: when it answers False (nothing else is running), the batch goes at
+once, and so it does after `hurry()`. A flush takes every waiting item (up to `max_batch`),
+so a slow disk makes batches grow, not wait.
 
 `flush` answers each item with its result or with the exception for that item alone; if it
 raises, every item of that batch gets that exception.
@@ -46,6 +48,7 @@ class Batcher(Generic[In, Out]):
         max_batch: int = 256,
         window_s: float = 0.0,
         window_items: int = 0,
+        company: Callable[[], bool] | None = None,
     ) -> None:
         if max_batch < 1:
             raise ValueError(f"max_batch must be at least 1, got {max_batch}")
@@ -55,6 +58,7 @@ class Batcher(Generic[In, Out]):
         self.batches = 0  # flushes so far, and items through them: the mean batch size
         self.items = 0
         self._flush = flush
+        self._company = company
         self._max_batch = max_batch
         self._pending: list[tuple[In, asyncio.Future[Out]]] = []
         self._runner: asyncio.Task[None] | None = None
@@ -67,13 +71,21 @@ class Batcher(Generic[In, Out]):
             raise BatcherClosed(f"batcher {self.name} is closed")
         future: asyncio.Future[Out] = asyncio.get_running_loop().create_future()
         self._pending.append((item, future))
-        if len(self._pending) >= self._enough:
+        if len(self._pending) >= self._enough or not self._company_coming():
             self._full.set()
         if self._runner is None:
             # a task, not a call: the other coroutines started in this loop iteration get to
             # submit before it takes the batch
             self._runner = asyncio.create_task(self._run(), name=f"batcher-{self.name}")
         return await future
+
+    def hurry(self) -> None:
+        """End the open window: what waits goes out now."""
+        if self._pending:
+            self._full.set()
+
+    def _company_coming(self) -> bool:
+        return self._company is None or self._company()
 
     async def close(self) -> None:
         """Stop: a flush in progress is cancelled, and waiting submitters get BatcherClosed."""
@@ -89,7 +101,11 @@ class Batcher(Generic[In, Out]):
     async def _run(self) -> None:
         try:
             while self._pending:
-                if self.window_s > 0 and len(self._pending) < self._enough:
+                if (
+                    self.window_s > 0
+                    and len(self._pending) < self._enough
+                    and self._company_coming()
+                ):
                     with contextlib.suppress(TimeoutError):
                         async with asyncio.timeout(self.window_s):
                             await self._full.wait()

@@ -20,7 +20,7 @@ import nats.errors
 import structlog
 
 from modelops_contracts import InvalidMessage, decode
-from modelops_contracts.jobs import JobSpec
+from modelops_contracts.jobs import JobSpec, runner_held_limit
 from modelops_contracts.subjects import TASKS_STREAM
 from modelops_runtime.blobstore import (
     BlobAccessDenied,
@@ -231,8 +231,8 @@ def _warm_up_tables() -> None:
 
 
 def _held_limit(max_ack_pending: int, n_workers: int) -> int:
-    """Messages one runner holds at most: 8 per worker + 32, within the consumer's limit."""
-    ours = 8 * n_workers + 32
+    """Messages one runner holds at most: runner_held_limit, within the consumer's limit."""
+    ours = runner_held_limit(n_workers)
     return ours if max_ack_pending <= 0 else max(1, min(max_ack_pending, ours))
 
 

@@ -34,6 +34,7 @@ from typing import Literal, Protocol
 import structlog
 
 from modelops_contracts import InvalidMessage, SimTask, TaskCompleted, TaskMetrics, decode
+from modelops_contracts.jobs import STORE_BATCH_TASKS, runner_held_limit
 from modelops_contracts.messages import Event, utc_now
 from modelops_runtime.blobstore import BlobStore, BlobStoreError
 
@@ -88,16 +89,16 @@ class LoopConfig:
     correlation_id: str = ""
     fetch_timeout_s: float = 1.0
     shutdown_grace_s: float = 20.0
-    max_held: int = 0  # 0: 8 per worker + 32
+    max_held: int = 0  # 0: runner_held_limit(n_workers)
     look_ahead_s: float = 0.25  # with tasks shorter than this, hold about this much work ahead
-    store_window_s: float = 0.1  # a finished task waits this long for others to store with
+    store_window_s: float = 0.5  # a finished task waits this long for others to store with
     enqueued_marker: str = ""  # JobSpec.enqueued_marker: leave an empty queue only once it exists
     enqueue_wait_s: float = 300.0  # ...or after the queue stayed empty this long without it
     output_compression: str = "snappy"  # Parquet compression of outputs that come raw
 
     @property
     def held_limit(self) -> int:
-        return self.max_held or 8 * self.n_workers + 32
+        return self.max_held or runner_held_limit(self.n_workers)
 
 
 @dataclass
@@ -143,7 +144,9 @@ class TaskHandler:
     (one running, one next in line).
 
     `on_stage` tells the loop when a message stops needing a worker (so it can fetch more);
-    `task_s` is a moving average of a task's time on a worker (the loop's look-ahead).
+    `in_flight` how many messages are queued or running here (finished ones wait for their
+    company only while some are); `task_s` is a moving average of a task's time on a worker
+    (the loop's look-ahead).
     """
 
     def __init__(
@@ -155,6 +158,7 @@ class TaskHandler:
         publisher: EventPublisher,
         stats: RunStats,
         on_stage: Callable[[HeldMessage, Stage], None],
+        in_flight: Callable[[], int] = lambda: 0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.cfg = cfg
@@ -164,6 +168,7 @@ class TaskHandler:
         self._pool = pool
         self._publisher = publisher
         self._on_stage = on_stage
+        self._in_flight = in_flight
         self._clock = clock
         # a worker's next task waits in the pool, so it is sent the moment the worker answers
         self._slots = asyncio.Semaphore(2 * cfg.n_workers)
@@ -175,9 +180,19 @@ class TaskHandler:
             self._store_and_report,
             name="result-saves",
             window_s=cfg.store_window_s,
-            # the window never holds so many finished tasks that fetching stalls
-            window_items=max(1, cfg.held_limit // 4),
+            window_items=STORE_BATCH_TASKS,  # the loop hurries it when they fill its room
+            company=self._company_coming,
         )
+
+    def hurry_saves(self) -> None:
+        """Store and report the finished tasks now, without waiting for more to join them."""
+        self._saves.hurry()
+
+    def _company_coming(self) -> bool:
+        """Whether finished tasks should wait for more to store with: not before this
+        runner's first results are out (a job's first TaskCompleted tells its watchers that
+        it runs), and not while nothing else is queued or running here."""
+        return self._saves.batches > 0 and self._in_flight() > 0
 
     async def close(self) -> None:
         """Stop the store batchers; call once no message is being handled any more."""

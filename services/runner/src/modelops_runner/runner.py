@@ -73,6 +73,7 @@ class Runner:
             publisher=publisher,
             stats=self.stats,
             on_stage=self._set_stage,
+            in_flight=lambda: self._occupying,
             clock=clock,
         )
         self._store = store
@@ -90,6 +91,7 @@ class Runner:
             log.info("runner.stopping", held=len(self._held), grace_s=self.cfg.shutdown_grace_s)
         self._stopping.set()
         self._room.set()
+        self._handler.hurry_saves()
 
     async def run(self) -> RunOutcome:
         """Run tasks until drained, cancelled or stopped; InfrastructureError if NATS is lost."""
@@ -113,6 +115,8 @@ class Runner:
     # fetching
     def _want(self) -> int:
         n, limit = self.cfg.n_workers, self.cfg.held_limit
+        if len(self._held) >= limit:  # finished tasks waiting to be stored fill the room
+            self._handler.hurry_saves()
         ahead = look_ahead(
             self._handler.task_s, n_workers=n, window_s=self.cfg.look_ahead_s, limit=limit - n
         )

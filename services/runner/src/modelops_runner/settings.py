@@ -18,7 +18,7 @@ the entry point turns into exit status 2 (a restart cannot fix it).
     MODELOPS_RUNNER_FETCH_TIMEOUT_S   how long one fetch waits for tasks (default 1)
     MODELOPS_RUNNER_SHUTDOWN_GRACE_S  on SIGTERM, how long running tasks may finish (default 20)
     MODELOPS_RUNNER_STORE_WINDOW_S    how long a finished task waits for others to store its
-                                      result with (default 0.1; 0: store at once)
+                                      result with (default 0.5; 0: store at once)
     MODELOPS_RUNNER_ENQUEUE_WAIT_S    how long an empty queue is waited on before the submitter
                                       has queued every task (default 300; then exit 1)
 """
@@ -152,7 +152,7 @@ class RunnerSettings:
     memory_limit_bytes: int | None = None
     fetch_timeout_s: float = 1.0
     shutdown_grace_s: float = 20.0
-    store_window_s: float = 0.1
+    store_window_s: float = 0.5
     enqueue_wait_s: float = 300.0
     s3: S3Settings = field(default_factory=S3Settings)
 
@@ -192,7 +192,7 @@ class RunnerSettings:
             or None,  # 0 means no limit
             fetch_timeout_s=_float(env, "MODELOPS_RUNNER_FETCH_TIMEOUT_S", 1.0),
             shutdown_grace_s=_float(env, "MODELOPS_RUNNER_SHUTDOWN_GRACE_S", 20.0),
-            store_window_s=_float(env, "MODELOPS_RUNNER_STORE_WINDOW_S", 0.1, zero_ok=True),
+            store_window_s=_float(env, "MODELOPS_RUNNER_STORE_WINDOW_S", 0.5, zero_ok=True),
             enqueue_wait_s=_float(env, "MODELOPS_RUNNER_ENQUEUE_WAIT_S", 300.0),
             s3=S3Settings.from_env(env),
         )

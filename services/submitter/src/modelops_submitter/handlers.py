@@ -34,6 +34,7 @@ from modelops_contracts import (
     decode,
     encode,
 )
+from modelops_contracts.jobs import runner_held_limit
 from modelops_contracts.subjects import task_subject
 from modelops_runtime.blobstore import BlobStore
 
@@ -82,13 +83,12 @@ class SubmitterDeps:
 
 
 def max_ack_pending(options: LaunchOptions) -> int:
-    """Tasks the job's runners may hold unacknowledged at once.
-
-    Enough for every worker to have one running and a few waiting (a runner fetches in
-    batches sized to its free workers), small enough that a crashed runner strands few tasks.
-    """
+    """Tasks the job's runners may hold unacknowledged at once: what each runner holds at
+    most (runner_held_limit: tasks running, a short look-ahead, finished tasks being stored
+    together), so no runner's fetching stalls on another's holdings. A crashed runner's
+    tasks come back after ack_wait."""
     workers = options.workers_per_runner or 8
-    return max(64, min(100_000, options.runners * workers * 4))
+    return max(64, min(100_000, options.runners * runner_held_limit(workers)))
 
 
 def _launcher(deps: SubmitterDeps, options: LaunchOptions) -> Launcher:

@@ -14,10 +14,32 @@ import msgspec
 from .domain import BundleRefStr, JobId
 from .messages import LaunchOptions
 
-__all__ = ["JobRecord", "JobSpec", "JobState", "blob_keys"]
+__all__ = [
+    "STORE_BATCH_TASKS",
+    "JobRecord",
+    "JobSpec",
+    "JobState",
+    "blob_keys",
+    "runner_held_limit",
+]
 
 JobState = Literal["submitted", "running", "completed", "cancelled", "failed"]
 TERMINAL_STATES: frozenset[str] = frozenset({"completed", "cancelled", "failed"})
+
+STORE_BATCH_TASKS = 64
+"""Finished tasks a runner stores and reports together at most (one put per stage, one wait
+for their PubAcks): past ~50 a bigger batch saves little more per task."""
+
+
+def runner_held_limit(workers: int) -> int:
+    """Task messages one runner with `workers` workers holds unacknowledged at most.
+
+    For each worker one running task and, when tasks are short, about a quarter second of
+    work ahead (8 per worker + 32 in all), plus a batch of finished tasks waiting to be
+    stored and reported together. The submitter sizes a job's max_ack_pending from it, and
+    the runner fetches within it, so the two agree on what one runner may hold.
+    """
+    return 8 * workers + 32 + STORE_BATCH_TASKS
 
 
 class JobSpec(msgspec.Struct, frozen=True, kw_only=True):
