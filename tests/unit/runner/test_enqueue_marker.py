@@ -50,6 +50,22 @@ async def test_a_queue_empty_too_long_without_the_marker_gives_up_with_exit_1() 
     assert info.value.exit_status == 1
 
 
+async def test_tasks_arriving_restart_the_wait_for_the_marker() -> None:
+    # the submitter queues slowly (a large job): the queue runs empty now and then, but
+    # tasks keep coming, so the runner must not give up counting from the first empty fetch
+    w = make_world()
+    run = asyncio.create_task(
+        w.runner(enqueued_marker=w.store.uri_for(MARKER), enqueue_wait_s=0.3).run()
+    )
+    for seed in range(6):
+        await asyncio.sleep(0.1)
+        w.queue.put_task(sim_task(seed))
+        await until(lambda: len(w.bus.of(TaskCompleted)) > seed or run.done(), "the task")  # noqa: B023
+        assert not run.done(), "gave up while tasks were still arriving"
+    await w.store.put_bytes(MARKER, b'{"enqueued": 6}')
+    assert await run == "drained"
+
+
 async def test_a_cancelled_job_ends_the_wait() -> None:
     w = make_world()
     run = asyncio.create_task(w.runner(enqueued_marker=w.store.uri_for(MARKER)).run())

@@ -152,6 +152,8 @@ class Runner:
                         await self._stopping.wait()
                 continue
             outage_since = None
+            if msgs:
+                self._empty_since = None  # tasks still come: the wait for the marker restarts
             for msg in msgs:
                 self._start(msg)
         return "stopped"
