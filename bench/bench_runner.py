@@ -6,17 +6,24 @@ per-task cost) and the example's StochasticSIR with `days` calibrated to ~20 ms 
 - ours: a job queued the way the submitter queues it (spec.json, the runners-<job_id>
   consumer, one message per task), then one runner process with one worker per usable core,
   against real nats-server, an OCI image-layout bundle and a file:// blob store: each task is
-  fetched, run in a worker, converted to Parquet, stored with its _done.json, reported as
+  fetched, run in a worker, converted to Parquet, stored with its record, reported as
   TaskCompleted (PubAck awaited) and acked. Throughput is measured between the first and the
   last TaskCompleted seen on the bus (steady state: process and pool start-up excluded);
 - baseline: the same number of processes (multiprocessing, spawn), each importing the same
   model from the same folder, building it once, and calling `simulate(params, seed)` in a
-  plain loop over its share of the seeds, timed from a common start to the last one done.
+  plain loop, each taking the next seed as it finishes one (`BarePool`), timed from a common
+  start to the last one done.
 
 Per-task overhead is workers x (1/ours - 1/baseline), in ms: the time one worker slot loses per
 task to everything that is not the model. Target: ours ≥ 0.95 of the baseline on ~20 ms tasks,
 as the median over repetitions of each repetition's own ratio (its runner runs and its bare
 loop are seconds apart, so a shared machine's drift in speed between repetitions cancels).
+
+The SIR repetitions keep their processes: one runner per blob-store folder (`RunnerSession`:
+its job waits for more tasks, as while a submitter still enqueues) gets each repetition's
+tasks as a burst, and the bare pool runs the same seeds. Start-ups are paid once, so there
+is time for ten repetitions; a first, uncounted one warms all up. The runner's rate skips a
+burst's first tenth, which overlaps its publishing.
 
 The SIR figures are taken twice, with the file:// blob store on disk (the embedded stack's
 default: results are stored in batches, each stage made durable by one syncfs) and in tmpfs
@@ -160,8 +167,8 @@ class Rate:
     split: dict[str, float] | None = None  # CPU ms per task by process: runner, workers, nats
 
 
-def _bare_worker(
-    src: str, entrypoint: str, config: dict, seeds: list[int], start: Any, out: Any
+def _bare_worker_loop(
+    src: str, entrypoint: str, config: dict, inbox: Any, start: Any, out: Any, next_seed: Any
 ) -> None:
     sys.path.insert(0, src)
     module, _, cls = entrypoint.partition(":")
@@ -169,45 +176,80 @@ def _bare_worker(
     instance = model_cls()
     instance.config = {**getattr(model_cls, "config", {}), **config}
     out.put("ready")
-    start.wait()
-    t0, c0 = time.perf_counter(), time.process_time()
-    for seed in seeds:
-        instance.simulate({"beta": 0.05}, seed)
-    out.put((time.perf_counter() - t0, time.process_time() - c0))
+    while (seeds := inbox.get()) is not None:
+        start.wait()
+        t0, c0 = time.perf_counter(), time.process_time()
+        while True:
+            with next_seed.get_lock():
+                i = next_seed.value
+                next_seed.value = i + 1
+            if i >= len(seeds):
+                break
+            instance.simulate({"beta": 0.05}, seeds[i])
+        out.put((time.perf_counter() - t0, time.process_time() - c0))
 
 
-def bare_rate(src: Path, entrypoint: str, config: dict, seeds: list[int], workers: int) -> Rate:
-    """`workers` processes each looping over its share of `seeds` (the very tasks the runner
-    gets: a stochastic model's time depends on the seed): the best these cores can do."""
-    n_tasks = len(seeds)
-    ctx = mp.get_context("spawn")
-    start, out = ctx.Event(), ctx.Queue()
-    saved = {k: os.environ.get(k) for k in _THREAD_ENV}
-    os.environ.update(_THREAD_ENV)  # as the pool's workers run: one thread each
-    try:
-        procs = [
-            ctx.Process(
-                target=_bare_worker,
-                args=(str(src), entrypoint, config, seeds[i::workers], start, out),
-            )
-            for i in range(workers)
-        ]
-        for p in procs:
-            p.start()
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-    for _ in procs:  # every process has imported and built its model: start them together
-        assert out.get(timeout=120) == "ready"
-    start.set()
-    timings = [out.get(timeout=600) for _ in procs]
-    for p in procs:
-        p.join(timeout=30)
-    slowest = max(wall for wall, _ in timings)
-    return Rate(per_s=n_tasks / slowest, cpu_ms=1000 * sum(c for _, c in timings) / n_tasks)
+class BarePool:
+    """The baseline: `workers` processes, each importing the same model from the same folder,
+    building it once and calling `simulate(params, seed)` in a plain loop (the best these
+    cores can do). They stay alive across repetitions, every run starts them together, and
+    each takes the next seed as it finishes one, as the runner's workers are fed: with a
+    fixed share of the seeds each, the slower share set the rate (a stochastic model's time
+    depends on the seed), noise of up to ~5% per repetition the runner's rate did not share."""
+
+    def __init__(self, src: Path, entrypoint: str, config: dict, workers: int) -> None:
+        ctx = mp.get_context("spawn")
+        self._start = ctx.Barrier(workers + 1)
+        self._out = ctx.Queue()
+        self._next_seed = ctx.Value("q", 0)
+        self._inboxes = [ctx.Queue() for _ in range(workers)]
+        saved = {k: os.environ.get(k) for k in _THREAD_ENV}
+        os.environ.update(_THREAD_ENV)  # as the pool's workers run: one thread each
+        try:
+            self._procs = [
+                ctx.Process(
+                    target=_bare_worker_loop,
+                    args=(
+                        str(src),
+                        entrypoint,
+                        config,
+                        inbox,
+                        self._start,
+                        self._out,
+                        self._next_seed,
+                    ),
+                )
+                for inbox in self._inboxes
+            ]
+            for p in self._procs:
+                p.start()
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+        for _ in self._procs:
+            assert self._out.get(timeout=120) == "ready"
+
+    def run(self, seeds: list[int]) -> Rate:
+        self._next_seed.value = 0
+        for inbox in self._inboxes:
+            inbox.put(seeds)
+        self._start.wait(timeout=120)  # every process has the seeds: all start now
+        timings = [self._out.get(timeout=600) for _ in self._procs]
+        slowest = max(wall for wall, _ in timings)
+        return Rate(
+            per_s=len(seeds) / slowest, cpu_ms=1000 * sum(c for _, c in timings) / len(seeds)
+        )
+
+    def close(self) -> None:
+        for inbox in self._inboxes:
+            inbox.put(None)
+        for p in self._procs:
+            p.join(timeout=30)
+            if p.is_alive():
+                p.kill()
 
 
 def _cpu_s(pid: int, *, children: bool) -> float:
@@ -238,19 +280,32 @@ def _cpu_split(runner_pid: int, nats_pid: int) -> dict[str, float]:
 # ----------------------------------------------------------------------------- the runner
 
 
-async def _queue(nc: Any, store: Any, bundle_ref: str, tasks: list[SimTask]) -> tuple[str, str]:
-    """What the submitter does before launching runners; returns (job_id, spec URI)."""
+async def _queue(
+    nc: Any,
+    store: Any,
+    bundle_ref: str,
+    tasks: list[SimTask],
+    *,
+    entrypoint: str = "",
+    more_to_come: bool = False,
+) -> tuple[str, str]:
+    """What the submitter does before launching runners; returns (job_id, spec URI).
+
+    `more_to_come`: the spec names an enqueued marker that is not written yet, so the runner
+    waits on an empty queue for more tasks (`RunnerSession`) instead of leaving.
+    """
     js = nc.jetstream()
     await ensure_jetstream(js)
     job_id = f"bench-{uuid.uuid4().hex[:10]}"
     spec = JobSpec(
         job_id=job_id,
         bundle_ref=bundle_ref,
-        entrypoints=[tasks[0].entrypoint],
+        entrypoints=[entrypoint or tasks[0].entrypoint],
         n_tasks=len(tasks),
         task_subject=task_subject(job_id),
         consumer=f"runners-{job_id}",
         options=LaunchOptions(task_timeout_s=600),
+        enqueued_marker=blob_keys.job_enqueued(job_id) if more_to_come else "",
     )
     spec_uri = await store.put_bytes(blob_keys.job_spec(job_id), encode(spec))
     await js.add_consumer(
@@ -264,31 +319,50 @@ async def _queue(nc: Any, store: Any, bundle_ref: str, tasks: list[SimTask]) -> 
             max_ack_pending=1000,
         ),
     )
+    await _publish(js, job_id, tasks)
+    return job_id, spec_uri
+
+
+async def _publish(js: Any, job_id: str, tasks: list[SimTask]) -> None:
     for i in range(0, len(tasks), 1000):
         await asyncio.gather(
             *(
                 js.publish(
-                    spec.task_subject, encode(t), headers={"Nats-Msg-Id": f"{job_id}:{t.task_id}"}
+                    task_subject(job_id),
+                    encode(t),
+                    headers={"Nats-Msg-Id": f"{job_id}:{t.task_id}"},
                 )
                 for t in tasks[i : i + 1000]
             )
         )
-    return job_id, spec_uri
+
+
+def _runner_env(
+    ctx: dict[str, Any], job_id: str, spec_uri: str, blobs: Path, workers: int
+) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MODELOPS_", "AWS_"))}
+    env.update(
+        MODELOPS_NATS_URL=ctx["nats_url"],
+        MODELOPS_JOB_ID=job_id,
+        MODELOPS_JOB_SPEC=spec_uri,
+        MODELOPS_BLOB_STORE=f"file://{blobs}",
+        MODELOPS_BUNDLE_STORE=f"oci-layout:{ctx['layout']}",
+        MODELOPS_BUNDLE_CACHE=str(ctx["folder"] / "bundle-cache"),
+        MODELOPS_WORKERS=str(workers),
+        MODELOPS_LOG_FORMAT="json",
+        MODELOPS_LOG_LEVEL="WARNING",
+    )
+    return env
 
 
 async def _runner_rate(
     ctx: dict[str, Any], blobs_root: Path, tasks: list[SimTask], workers: int
 ) -> Rate:
     """Steady-state tasks/s of one runner process draining `tasks`, blobs under `blobs_root`."""
-    nats_url, folder, layout, bundle_ref = (
-        ctx["nats_url"],
-        ctx["folder"],
-        ctx["layout"],
-        ctx["bundle_ref"],
-    )
+    folder, bundle_ref = ctx["folder"], ctx["bundle_ref"]
     blobs = blobs_root / f"modelops-bench-blobs-{uuid.uuid4().hex[:8]}"
     store = open_blob_store(f"file://{blobs}")
-    nc = await connect(nats_url, name="bench-runner")
+    nc = await connect(ctx["nats_url"], name="bench-runner")
     try:
         job_id, spec_uri = await _queue(nc, store, bundle_ref, tasks)
         finished: list[float] = []  # when each task came back from its worker (event time)
@@ -306,18 +380,7 @@ async def _runner_rate(
                 done.set()
 
         sub = await nc.subscribe(job_event_subject(job_id, "task_completed"), cb=on_completed)
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("MODELOPS_", "AWS_"))}
-        env.update(
-            MODELOPS_NATS_URL=nats_url,
-            MODELOPS_JOB_ID=job_id,
-            MODELOPS_JOB_SPEC=spec_uri,
-            MODELOPS_BLOB_STORE=f"file://{blobs}",
-            MODELOPS_BUNDLE_STORE=f"oci-layout:{layout}",
-            MODELOPS_BUNDLE_CACHE=str(folder / "bundle-cache"),
-            MODELOPS_WORKERS=str(workers),
-            MODELOPS_LOG_FORMAT="json",
-            MODELOPS_LOG_LEVEL="WARNING",
-        )
+        env = _runner_env(ctx, job_id, spec_uri, blobs, workers)
         log_file = folder / f"runner-{job_id}.log"
         log_fh = await asyncio.to_thread(open, log_file, "wb")
         try:
@@ -352,8 +415,126 @@ async def _runner_rate(
         shutil.rmtree(blobs, ignore_errors=True)
 
 
-def _steady_rate(finished: list[float], cpu: list[dict[str, float]], *, cpu_from: float) -> Rate:
-    """Rate and CPU per task between the first and the last task to finish; pure.
+class RunnerSession:
+    """One runner process kept alive across bursts of tasks (SIR repetitions).
+
+    Its job's spec names an enqueued marker that is written only at the end, so between
+    bursts the runner waits on the empty queue, as it does while a submitter still
+    enqueues. Process, bundle and pool start once, not once per repetition, which leaves
+    time for more repetitions, each a few seconds from its bare loop. The runner's own
+    per-task work is the same as in a one-job run: tasks are fetched, run, stored, reported
+    and acked one burst after another.
+    """
+
+    def __init__(self, ctx: dict[str, Any], blobs_root: Path, workers: int, entrypoint: str):
+        self._ctx, self._workers, self._entrypoint = ctx, workers, entrypoint
+        self._blobs = blobs_root / f"modelops-bench-blobs-{uuid.uuid4().hex[:8]}"
+        self._store = open_blob_store(f"file://{self._blobs}")
+        self._finished: list[float] = []
+        self._cpu: list[dict[str, float]] = []
+        self._expected = 0
+        self._failed: list[str] = []
+        self._done = asyncio.Event()
+
+    async def __aenter__(self) -> RunnerSession:
+        ctx = self._ctx
+        self._nc = await connect(ctx["nats_url"], name="bench-runner-session")
+        self._js = self._nc.jetstream()
+        self.job_id, spec_uri = await _queue(
+            self._nc,
+            self._store,
+            ctx["bundle_ref"],
+            [],
+            entrypoint=self._entrypoint,
+            more_to_come=True,
+        )
+        self._subs = [
+            await self._nc.subscribe(
+                job_event_subject(self.job_id, "task_completed"), cb=self._on_completed
+            ),
+            await self._nc.subscribe(
+                job_event_subject(self.job_id, "task_failed"), cb=self._on_failed
+            ),
+        ]
+        self._log_file = ctx["folder"] / f"runner-{self.job_id}.log"
+        self._log_fh = await asyncio.to_thread(open, self._log_file, "wb")
+        env = _runner_env(ctx, self.job_id, spec_uri, self._blobs, self._workers)
+        self._proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "modelops_runner",
+            env=env,
+            stdout=self._log_fh,
+            stderr=self._log_fh,
+        )
+        return self
+
+    async def _on_completed(self, msg: Any) -> None:
+        self._finished.append(dt.datetime.fromisoformat(decode_event(msg.data).time).timestamp())
+        if len(self._finished) == self._expected:
+            self._cpu.append(_cpu_split(self._proc.pid, self._ctx["nats_pid"]))
+            self._done.set()
+
+    async def _on_failed(self, msg: Any) -> None:
+        self._failed.append(msg.data.decode(errors="replace")[:500])
+        self._done.set()
+
+    async def burst(self, tasks: list[SimTask], *, warmup: int = 0) -> Rate:
+        """Queue `tasks` and measure their steady rate, from the (warmup+1)-th to the last
+        task to finish (the first ones overlap the publishing). CPU is counted from when
+        every task is queued (the runner's idle time between bursts is not) to the last
+        event, over the tasks that finished in that time."""
+        self._finished, self._cpu = [], []
+        self._expected = len(tasks)
+        self._done.clear()
+        await _publish(self._js, self.job_id, tasks)
+        self._cpu.append(_cpu_split(self._proc.pid, self._ctx["nats_pid"]))
+        queued_at = time.time()
+        exited = asyncio.ensure_future(self._proc.wait())
+        all_done = asyncio.ensure_future(self._done.wait())
+        try:
+            async with asyncio.timeout(600):
+                await asyncio.wait({exited, all_done}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            exited.cancel()
+            all_done.cancel()
+        if self._failed or len(self._finished) < len(tasks):
+            raise RuntimeError(
+                f"runner session {self.job_id}: {len(self._finished)} of {len(tasks)} tasks "
+                f"completed, failures {self._failed[:3]}, exit {self._proc.returncode}: "
+                f"{self._log_file.read_text()[-2000:]}"
+            )
+        return _steady_rate(self._finished, self._cpu, cpu_from=queued_at, warmup=warmup)
+
+    async def __aexit__(self, *exc: object) -> None:
+        try:
+            if self._proc.returncode is None:  # every task is queued now: the runner leaves
+                await self._store.put_bytes(blob_keys.job_enqueued(self.job_id), b"{}")
+                try:
+                    async with asyncio.timeout(60):
+                        status = await self._proc.wait()
+                except TimeoutError:
+                    status = None
+                if status != 0 and exc == (None, None, None):
+                    raise RuntimeError(
+                        f"runner session {self.job_id} exited {status}: "
+                        f"{self._log_file.read_text()[-2000:]}"
+                    )
+        finally:
+            if self._proc.returncode is None:
+                self._proc.kill()
+                await self._proc.wait()
+            self._log_fh.close()
+            for sub in self._subs:
+                await sub.unsubscribe()
+            await self._nc.close()
+            shutil.rmtree(self._blobs, ignore_errors=True)
+
+
+def _steady_rate(
+    finished: list[float], cpu: list[dict[str, float]], *, cpu_from: float, warmup: int = 0
+) -> Rate:
+    """Rate and CPU per task between the (warmup+1)-th and the last task to finish; pure.
 
     Times are the events' own: when each task came back from its worker. The runner reports
     results in batches, so the arrival of the first event already covers a batch of tasks:
@@ -361,7 +542,8 @@ def _steady_rate(finished: list[float], cpu: list[dict[str, float]], *, cpu_from
     """
     finished = sorted(finished)
     n = len(finished)
-    per_s = (n - 1) / max(finished[-1] - finished[0], 1e-9)
+    first = min(warmup, n - 2) if n > 1 else 0
+    per_s = (n - 1 - first) / max(finished[-1] - finished[first], 1e-9)
     after = max(1, sum(1 for t in finished if t > cpu_from))
     split = {k: 1000 * (cpu[-1][k] - cpu[0][k]) / after for k in cpu[0]}
     return Rate(per_s=per_s, cpu_ms=sum(split.values()), split=split)
@@ -415,22 +597,75 @@ def _measure(
     """Runner rates per blob-store folder, and the bare rate, interleaved rep by rep."""
     ours: dict[str, Figures] = {name: Figures([]) for name in stores}
     bare = Figures([])
-    for rep in range(reps):
-        tasks = _tasks(ctx["bundle_ref"], entrypoint, n_tasks, config, base=rep * 10**6)
-        steps: list[tuple[str, Path | None]] = [*stores.items(), ("bare", None)]
-        for name, root in steps if rep % 2 == 0 else reversed(steps):  # ABBA: load hits all
-            if root is None:
-                seeds = [t.seed for t in tasks]
-                bare.runs.append(bare_rate(ctx["src"], entrypoint, config, seeds, plan.workers))
-            else:
-                ours[name].runs.append(asyncio.run(_runner_rate(ctx, root, tasks, plan.workers)))
-        log.info(
-            "bench.runner_rep",
-            model=label,
-            rep=rep,
-            bare=bare.runs[-1],
-            **{k: v.runs[-1] for k, v in ours.items()},
-        )
+    pool = BarePool(ctx["src"], entrypoint, config, plan.workers)
+    try:
+        for rep in range(reps):
+            tasks = _tasks(ctx["bundle_ref"], entrypoint, n_tasks, config, base=rep * 10**6)
+            steps: list[tuple[str, Path | None]] = [*stores.items(), ("bare", None)]
+            for name, root in steps if rep % 2 == 0 else reversed(steps):  # ABBA: load hits all
+                if root is None:
+                    bare.runs.append(pool.run([t.seed for t in tasks]))
+                else:
+                    rate = asyncio.run(_runner_rate(ctx, root, tasks, plan.workers))
+                    ours[name].runs.append(rate)
+            log.info(
+                "bench.runner_rep",
+                model=label,
+                rep=rep,
+                bare=bare.runs[-1],
+                **{k: v.runs[-1] for k, v in ours.items()},
+            )
+    finally:
+        pool.close()
+    return ours, bare
+
+
+async def _measure_in_sessions(
+    *,
+    label: str,
+    entrypoint: str,
+    config: dict,
+    n_tasks: int,
+    plan: Plan,
+    ctx: dict[str, Any],
+    stores: dict[str, Path],
+    reps: int,
+) -> tuple[dict[str, Figures], Figures]:
+    """As _measure, with one long-lived runner per blob-store folder and one bare pool:
+    each repetition is a burst of the same tasks on each runner and one bare run, ABBA."""
+    ours: dict[str, Figures] = {name: Figures([]) for name in stores}
+    bare = Figures([])
+    pool = await asyncio.to_thread(BarePool, ctx["src"], entrypoint, config, plan.workers)
+    try:
+        async with contextlib.AsyncExitStack() as stack:
+            sessions = {
+                name: await stack.enter_async_context(
+                    RunnerSession(ctx, root, plan.workers, entrypoint)
+                )
+                for name, root in stores.items()
+            }
+            for rep in range(-1, reps):  # rep -1 warms every runner up; it is not counted
+                tasks = _tasks(
+                    ctx["bundle_ref"], entrypoint, n_tasks, config, base=(rep + 2) * 10**6
+                )
+                steps: list[str] = [*stores, "bare"]
+                for name in steps if rep % 2 == 0 else reversed(steps):  # ABBA
+                    if name == "bare":
+                        rate = await asyncio.to_thread(pool.run, [t.seed for t in tasks])
+                    else:
+                        rate = await sessions[name].burst(tasks, warmup=n_tasks // 10)
+                    if rep >= 0:
+                        (bare if name == "bare" else ours[name]).runs.append(rate)
+                if rep >= 0:
+                    log.info(
+                        "bench.runner_rep",
+                        model=label,
+                        rep=rep,
+                        bare=bare.runs[-1],
+                        **{k: v.runs[-1] for k, v in ours.items()},
+                    )
+    finally:
+        await asyncio.to_thread(pool.close)
     return ours, bare
 
 
@@ -517,7 +752,7 @@ def run(args: BenchArgs) -> list[Result]:
             "sir_tasks", args.pick(full=100 * workers, quick=60 * workers, smoke=10), int
         ),
         reps=args.reps(full=3, quick=1, smoke=1),
-        sir_reps=args.reps(full=5, quick=1, smoke=1),
+        sir_reps=args.reps(full=10, quick=2, smoke=1),
         sir_task_ms=args.option("sir_task_ms", 20.0, float),
     )
     folder = args.folder("runner")
@@ -546,15 +781,17 @@ def run(args: BenchArgs) -> list[Result]:
         stores={"disk": folder},
         reps=plan.reps,
     )
-    sir_ours, sir_bare = _measure(
-        label="sir",
-        entrypoint=SIR,
-        config={"days": days},
-        n_tasks=plan.sir_tasks,
-        plan=plan,
-        ctx=ctx,
-        stores=stores,
-        reps=plan.sir_reps,
+    sir_ours, sir_bare = asyncio.run(
+        _measure_in_sessions(
+            label="sir",
+            entrypoint=SIR,
+            config={"days": days},
+            n_tasks=plan.sir_tasks,
+            plan=plan,
+            ctx=ctx,
+            stores=stores,
+            reps=plan.sir_reps,
+        )
     )
     where = f"{workers} workers, {plan.reps} reps"
     results = _figures(

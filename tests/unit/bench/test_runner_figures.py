@@ -30,3 +30,13 @@ def test_steady_rate_counts_cpu_over_the_tasks_after_the_first_sample() -> None:
     assert rate.per_s == pytest.approx(4 / 2.0)
     assert rate.split == pytest.approx({"runner": 300 / 4, "workers": 2000 / 4})
     assert rate.cpu_ms == pytest.approx(575.0)
+
+
+def test_steady_rate_can_skip_a_warm_up() -> None:
+    finished = [10.0, 10.1, 11.0, 11.5, 12.0]  # the first two overlapped the publishing
+    cpu = [{"runner": 1.0}, {"runner": 1.3}]
+    rate = _steady_rate(finished, cpu, cpu_from=9.0, warmup=2)
+    assert rate.per_s == pytest.approx(2 / 1.0)  # from the third to the last
+    assert rate.split == pytest.approx({"runner": 300 / 5})  # CPU: every task after cpu_from
+    two = _steady_rate([10.0, 10.5], cpu, cpu_from=9.0, warmup=5)  # never fewer than two
+    assert two.per_s == pytest.approx(1 / 0.5)
