@@ -140,8 +140,8 @@ class _Retry(Exception):
 
 
 class TaskHandler:
-    """Handles fetched messages one coroutine each; at most two per worker on the pool at once
-    (one running, one next in line).
+    """Handles fetched messages one coroutine each; those waiting for a worker wait in the
+    pool's line.
 
     `on_stage` tells the loop when a message stops needing a worker (so it can fetch more);
     `in_flight` how many messages are queued or running here (finished ones wait for their
@@ -170,8 +170,6 @@ class TaskHandler:
         self._on_stage = on_stage
         self._in_flight = in_flight
         self._clock = clock
-        # a worker's next task waits in the pool, so it is sent the moment the worker answers
-        self._slots = asyncio.Semaphore(2 * cfg.n_workers)
         self._lookups: Batcher[str, ResultRecord | None] = Batcher(
             lambda task_ids: find_results(store, task_ids), name="result-lookups"
         )
@@ -321,23 +319,24 @@ class TaskHandler:
         def started_on_a_worker() -> None:
             held.stage = "running"
 
-        async with self._slots:
-            started = self._clock()
-            outcome = await self._pool.run(
-                WorkItem(
-                    task_id=task.task_id,
-                    entrypoint=task.entrypoint,
-                    params=dict(task.params.params),
-                    seed=task.seed,
-                    config=dict(task.config),
-                    outputs=list(task.outputs) if task.outputs is not None else None,
-                    on_start=started_on_a_worker,
-                )
+        # every fetched task waits in the pool's line (in fetch order), so a worker's next
+        # one is sent the moment it answers
+        started = self._clock()
+        outcome = await self._pool.run(
+            WorkItem(
+                task_id=task.task_id,
+                entrypoint=task.entrypoint,
+                params=dict(task.params.params),
+                seed=task.seed,
+                config=dict(task.config),
+                outputs=list(task.outputs) if task.outputs is not None else None,
+                on_start=started_on_a_worker,
             )
-            # the worker's own time: the wait in line is not the task's
-            took = outcome.wall_s or (self._clock() - started)
-            self.task_s = took if self.task_s is None else 0.8 * self.task_s + 0.2 * took
-            return outcome
+        )
+        # the worker's own time: the wait in line is not the task's
+        took = outcome.wall_s or (self._clock() - started)
+        self.task_s = took if self.task_s is None else 0.8 * self.task_s + 0.2 * took
+        return outcome
 
     async def _report_done(self, msg: QueueMessage, record: ResultRecord, cid: str) -> None:
         event = self._completed(msg, record, cid)
