@@ -583,87 +583,84 @@ class Figures:
         return Samples(tuple(r.cpu_ms for r in self.runs))
 
 
+@dataclass(frozen=True)
+class Case:
+    """One model's repetitions: which tasks, how many, how often."""
+
+    label: str
+    entrypoint: str
+    config: dict
+    n_tasks: int
+    reps: int
+
+    def tasks(self, bundle_ref: str, rep: int) -> list[SimTask]:
+        """The repetition's tasks: its own seeds, the same for the runners and the bare loop."""
+        return _tasks(bundle_ref, self.entrypoint, self.n_tasks, self.config, (rep + 2) * 10**6)
+
+    def log_rep(self, rep: int, ours: dict[str, Figures], bare: Figures) -> None:
+        log.info(
+            "bench.runner_rep",
+            model=self.label,
+            rep=rep,
+            bare=bare.runs[-1],
+            **{k: v.runs[-1] for k, v in ours.items()},
+        )
+
+
+def _abba(steps: list[str], rep: int) -> list[str]:
+    """The steps of a repetition, reversed every other one: a drift in load hits all alike."""
+    return steps if rep % 2 == 0 else steps[::-1]
+
+
 def _measure(
-    *,
-    label: str,
-    entrypoint: str,
-    config: dict,
-    n_tasks: int,
-    plan: Plan,
-    ctx: dict[str, Any],
-    stores: dict[str, Path],
-    reps: int,
+    case: Case, plan: Plan, ctx: dict[str, Any], stores: dict[str, Path]
 ) -> tuple[dict[str, Figures], Figures]:
-    """Runner rates per blob-store folder, and the bare rate, interleaved rep by rep."""
+    """Runner rates per blob-store folder (a runner process per run), and the bare rate."""
     ours: dict[str, Figures] = {name: Figures([]) for name in stores}
     bare = Figures([])
-    pool = BarePool(ctx["src"], entrypoint, config, plan.workers)
+    pool = BarePool(ctx["src"], case.entrypoint, case.config, plan.workers)
     try:
-        for rep in range(reps):
-            tasks = _tasks(ctx["bundle_ref"], entrypoint, n_tasks, config, base=rep * 10**6)
-            steps: list[tuple[str, Path | None]] = [*stores.items(), ("bare", None)]
-            for name, root in steps if rep % 2 == 0 else reversed(steps):  # ABBA: load hits all
-                if root is None:
+        for rep in range(case.reps):
+            tasks = case.tasks(ctx["bundle_ref"], rep)
+            for name in _abba([*stores, "bare"], rep):
+                if name == "bare":
                     bare.runs.append(pool.run([t.seed for t in tasks]))
                 else:
-                    rate = asyncio.run(_runner_rate(ctx, root, tasks, plan.workers))
+                    rate = asyncio.run(_runner_rate(ctx, stores[name], tasks, plan.workers))
                     ours[name].runs.append(rate)
-            log.info(
-                "bench.runner_rep",
-                model=label,
-                rep=rep,
-                bare=bare.runs[-1],
-                **{k: v.runs[-1] for k, v in ours.items()},
-            )
+            case.log_rep(rep, ours, bare)
     finally:
         pool.close()
     return ours, bare
 
 
 async def _measure_in_sessions(
-    *,
-    label: str,
-    entrypoint: str,
-    config: dict,
-    n_tasks: int,
-    plan: Plan,
-    ctx: dict[str, Any],
-    stores: dict[str, Path],
-    reps: int,
+    case: Case, plan: Plan, ctx: dict[str, Any], stores: dict[str, Path]
 ) -> tuple[dict[str, Figures], Figures]:
-    """As _measure, with one long-lived runner per blob-store folder and one bare pool:
-    each repetition is a burst of the same tasks on each runner and one bare run, ABBA."""
+    """As _measure, with one long-lived runner per blob-store folder: each repetition is a
+    burst of the same tasks on each runner and one bare run."""
     ours: dict[str, Figures] = {name: Figures([]) for name in stores}
     bare = Figures([])
-    pool = await asyncio.to_thread(BarePool, ctx["src"], entrypoint, config, plan.workers)
+    pool = await asyncio.to_thread(BarePool, ctx["src"], case.entrypoint, case.config, plan.workers)
     try:
         async with contextlib.AsyncExitStack() as stack:
             sessions = {
                 name: await stack.enter_async_context(
-                    RunnerSession(ctx, root, plan.workers, entrypoint)
+                    RunnerSession(ctx, root, plan.workers, case.entrypoint)
                 )
                 for name, root in stores.items()
             }
-            for rep in range(-1, reps):  # rep -1 warms every runner up; it is not counted
-                tasks = _tasks(
-                    ctx["bundle_ref"], entrypoint, n_tasks, config, base=(rep + 2) * 10**6
-                )
-                steps: list[str] = [*stores, "bare"]
-                for name in steps if rep % 2 == 0 else reversed(steps):  # ABBA
+            for rep in range(-1, case.reps):  # rep -1 warms every runner up, uncounted
+                tasks = case.tasks(ctx["bundle_ref"], rep)
+                for name in _abba([*stores, "bare"], rep):
                     if name == "bare":
                         rate = await asyncio.to_thread(pool.run, [t.seed for t in tasks])
                     else:
-                        rate = await sessions[name].burst(tasks, warmup=n_tasks // 10)
+                        rate = await sessions[name].burst(tasks, warmup=case.n_tasks // 10)
                     if rep >= 0:
                         (bare if name == "bare" else ours[name]).runs.append(rate)
                 if rep >= 0:
-                    log.info(
-                        "bench.runner_rep",
-                        model=label,
-                        rep=rep,
-                        bare=bare.runs[-1],
-                        **{k: v.runs[-1] for k, v in ours.items()},
-                    )
+                    case.log_rep(rep, ours, bare)
     finally:
         await asyncio.to_thread(pool.close)
     return ours, bare
@@ -771,28 +768,10 @@ def run(args: BenchArgs) -> list[Result]:
     if TMPFS.is_dir() and os.access(TMPFS, os.W_OK):
         stores["tmpfs"] = TMPFS
     days = _calibrate_days(project / "src", plan.sir_task_ms)
-    noop_ours, noop_bare = _measure(
-        label="noop",
-        entrypoint=NOOP,
-        config={},
-        n_tasks=plan.noop_tasks,
-        plan=plan,
-        ctx=ctx,
-        stores={"disk": folder},
-        reps=plan.reps,
-    )
-    sir_ours, sir_bare = asyncio.run(
-        _measure_in_sessions(
-            label="sir",
-            entrypoint=SIR,
-            config={"days": days},
-            n_tasks=plan.sir_tasks,
-            plan=plan,
-            ctx=ctx,
-            stores=stores,
-            reps=plan.sir_reps,
-        )
-    )
+    noop = Case("noop", NOOP, {}, plan.noop_tasks, plan.reps)
+    noop_ours, noop_bare = _measure(noop, plan, ctx, {"disk": folder})
+    sir = Case("sir", SIR, {"days": days}, plan.sir_tasks, plan.sir_reps)
+    sir_ours, sir_bare = asyncio.run(_measure_in_sessions(sir, plan, ctx, stores))
     where = f"{workers} workers, {plan.reps} reps"
     results = _figures(
         "no-op model",

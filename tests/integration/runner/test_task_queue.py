@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator
 
 import nats
 import pytest
@@ -15,8 +14,7 @@ from nats.js.api import AckPolicy, ConsumerConfig
 from modelops_contracts.subjects import TASKS_STREAM, task_subject
 from modelops_runner.errors import ConsumerGone
 from modelops_runner.queue import NatsTaskQueue
-from modelops_runtime.nats_setup import connect, ensure_jetstream
-from modelops_runtime.processes import NatsServer
+from modelops_runtime.nats_setup import ensure_jetstream
 
 pytestmark = pytest.mark.integration
 
@@ -54,19 +52,10 @@ class Job:
         return await NatsTaskQueue.bind(self.nc, stream=TASKS_STREAM, consumer=self.consumer)
 
 
-@pytest.fixture
-async def nc(nats_server: NatsServer) -> AsyncIterator[nats.NATS]:
-    client = await connect(nats_server.url, name="pytest-queue")
-    try:
-        yield client
-    finally:
-        await client.close()
-
-
 async def test_a_fetch_takes_a_batch_in_order_and_what_is_there_without_waiting(
-    nc: nats.NATS,
+    nats_client: nats.NATS,
 ) -> None:
-    job = await Job(nc).create()
+    job = await Job(nats_client).create()
     await job.publish(5)
     queue = await job.queue()
     first = await queue.fetch(3, timeout_s=10)
@@ -80,8 +69,8 @@ async def test_a_fetch_takes_a_batch_in_order_and_what_is_there_without_waiting(
     await queue.close()
 
 
-async def test_an_empty_queue_gives_nothing_after_the_timeout(nc: nats.NATS) -> None:
-    job = await Job(nc).create()
+async def test_an_empty_queue_gives_nothing_after_the_timeout(nats_client: nats.NATS) -> None:
+    job = await Job(nats_client).create()
     queue = await job.queue()
     t0 = time.monotonic()
     assert await queue.fetch(4, timeout_s=0.3) == []
@@ -93,9 +82,9 @@ async def test_an_empty_queue_gives_nothing_after_the_timeout(nc: nats.NATS) -> 
 
 
 async def test_a_fetch_on_an_empty_queue_gets_the_tasks_queued_while_it_waits(
-    nc: nats.NATS,
+    nats_client: nats.NATS,
 ) -> None:
-    job = await Job(nc).create()
+    job = await Job(nats_client).create()
     queue = await job.queue()
     waiting = asyncio.ensure_future(queue.fetch(3, timeout_s=10))
     await asyncio.sleep(0.2)
@@ -109,8 +98,8 @@ async def test_a_fetch_on_an_empty_queue_gets_the_tasks_queued_while_it_waits(
     await queue.close()
 
 
-async def test_settling_acks_naks_and_terminates(nc: nats.NATS) -> None:
-    job = await Job(nc).create()
+async def test_settling_acks_naks_and_terminates(nats_client: nats.NATS) -> None:
+    job = await Job(nats_client).create()
     await job.publish(3)
     queue = await job.queue()
     acked, naked, termed = await queue.fetch(3, timeout_s=5)
@@ -127,9 +116,9 @@ async def test_settling_acks_naks_and_terminates(nc: nats.NATS) -> None:
 
 
 async def test_a_consumer_at_max_ack_pending_gives_nothing_rather_than_an_error(
-    nc: nats.NATS,
+    nats_client: nats.NATS,
 ) -> None:
-    job = await Job(nc, max_ack_pending=2).create()
+    job = await Job(nats_client, max_ack_pending=2).create()
     await job.publish(4)
     queue = await job.queue()
     held = await queue.fetch(4, timeout_s=1)
@@ -140,8 +129,8 @@ async def test_a_consumer_at_max_ack_pending_gives_nothing_rather_than_an_error(
     await queue.close()
 
 
-async def test_a_deleted_consumer_is_consumer_gone(nc: nats.NATS) -> None:
-    job = await Job(nc).create()
+async def test_a_deleted_consumer_is_consumer_gone(nats_client: nats.NATS) -> None:
+    job = await Job(nats_client).create()
     await job.publish(1)
     queue = await job.queue()
     assert (await queue.limits()).max_ack_pending == 1000
