@@ -8,10 +8,15 @@ does not let it do, and FACTS.md records bugs in that path).
 `NatsTaskQueue` speaks JetStream's pull protocol itself, on one inbox subscription whose
 callback files each delivery (`_Deliveries`): a pull request asks for a batch, the server
 sends the messages it has and then, if they were fewer, a status (404: no messages now;
-408: the request expired). nats-py's `fetch` waited for each message with a task and a
-timer of its own, ~30 us of the runner's CPU per task; here a fetch wakes once per batch.
+408: the request expired). Each request replies to a subject of its own under the inbox, so
+a status is matched to its request (an expired request's 408 can arrive after its fetch has
+given up, and must not end the next one). nats-py's `fetch` waited for each message with a
+task and a timer of its own, ~30 us of the runner's CPU per task; here a fetch wakes once per
+batch.
 As nats-py does, a fetch first asks without waiting (`no_wait`) and only when that brings
-nothing asks again and waits, up to `timeout_s`, for the batch.
+nothing asks again and waits, up to `timeout_s`, for the batch. Every request carries
+`expires`, so none outlives its fetch on the server; what still arrives late (a status, a
+message sent as the request ended) is taken by the next fetch.
 
 A deleted consumer means the job was cancelled: a pull request to it gets "no responders"
 (503) and its info 404; both become `ConsumerGone`.
@@ -152,46 +157,42 @@ class _Deliveries:
     enough task messages are in, or when a status ends its pull request, not per message.
     """
 
-    def __init__(self) -> None:
-        self._items: deque[tuple[Msg, str | None]] = deque()
-        self._ready = 0  # task messages (not statuses) in _items
+    def __init__(self, inbox: str) -> None:
+        self.inbox = inbox  # requests reply to <inbox>.<request number>
+        self._request = 0
+        self._items: deque[Msg] = deque()
         self._waiter: asyncio.Future[None] | None = None
         self._enough = 0
-        self.status: tuple[str, str] | None = None  # the last status since clear_status()
+        self.status: tuple[str, str] | None = None  # what ended the current request
+
+    def next_request(self) -> str:
+        """The reply subject of a new pull request; a status for any earlier one (its 408
+        can arrive after its fetch gave up) is ignored from now on."""
+        self._request += 1
+        self.status = None
+        return f"{self.inbox}.{self._request}"
 
     async def on_message(self, msg: Msg) -> None:
         status = JetStreamContext.is_status_msg(msg)
-        if status == _HEARTBEAT:
-            return  # idle heartbeats and flow control are not asked for
-        self._items.append((msg, status))
         if status:
+            if status == _HEARTBEAT or msg.subject != f"{self.inbox}.{self._request}":
+                return  # not asked for (heartbeats, flow control), or an earlier request's
             self.status = (status, (msg.headers or {}).get("Description", ""))
         else:
-            self._ready += 1
+            self._items.append(msg)  # a delivery is a delivery, whichever request it answers
         waiter = self._waiter
-        if waiter is not None and not waiter.done() and (status or self._ready >= self._enough):
-            waiter.set_result(None)
-
-    def clear_status(self) -> None:
-        self.status = None
+        if waiter is not None and not waiter.done():
+            if status or len(self._items) >= self._enough:
+                waiter.set_result(None)
 
     def take(self, n: int) -> list[Msg]:
-        """Up to `n` task messages, oldest first; statuses met on the way are dropped (each
-        ended a pull request, which `status` has already reported)."""
-        taken: list[Msg] = []
-        while self._items and len(taken) < n:
-            msg, status = self._items.popleft()
-            if status is None:
-                self._ready -= 1
-                taken.append(msg)
-        while self._items and self._items[0][1] is not None:
-            self._items.popleft()  # a status right behind the last message ends its request
-        return taken
+        """Up to `n` delivered task messages, oldest first."""
+        return [self._items.popleft() for _ in range(min(n, len(self._items)))]
 
     async def wait(self, n: int, deadline: float) -> None:
-        """Until `n` task messages wait, a status arrived since clear_status(), or `deadline`
+        """Until `n` task messages wait, the current request's status came, or `deadline`
         (loop time)."""
-        if self._ready >= n or self.status is not None:
+        if len(self._items) >= n or self.status is not None:
             return
         self._enough = n
         waiter = self._waiter = asyncio.get_running_loop().create_future()
@@ -216,7 +217,6 @@ class NatsTaskQueue:
         *,
         stream: str,
         consumer: str,
-        inbox: str,
     ) -> None:
         self._nc = nc
         self._js = js
@@ -224,24 +224,14 @@ class NatsTaskQueue:
         self._deliveries = deliveries
         self._stream = stream
         self._consumer = consumer
-        self._inbox = inbox
         self._next_subject = f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{consumer}"
         self.name = f"{stream}/{consumer}"
 
     @classmethod
     async def bind(cls, nc: nats.NATS, *, stream: str, consumer: str) -> NatsTaskQueue:
-        deliveries = _Deliveries()
-        inbox = nc.new_inbox()
-        sub = await nc.subscribe(inbox, cb=deliveries.on_message)
-        return cls(
-            nc,
-            nc.jetstream(),
-            sub,
-            deliveries,
-            stream=stream,
-            consumer=consumer,
-            inbox=inbox,
-        )
+        deliveries = _Deliveries(nc.new_inbox())
+        sub = await nc.subscribe(f"{deliveries.inbox}.*", cb=deliveries.on_message)
+        return cls(nc, nc.jetstream(), sub, deliveries, stream=stream, consumer=consumer)
 
     async def _info(self) -> nats.js.api.ConsumerInfo:
         try:
@@ -273,29 +263,24 @@ class NatsTaskQueue:
         """Up to `batch` messages; [] when none came within `timeout_s`."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
-        msgs = self._deliveries.take(batch)  # delivered after an earlier fetch had returned
-        if len(msgs) < batch:  # what the consumer has now
-            # (a request with `expires` ends on the server when this fetch gives up; one
-            # without it is not held once it has had what the consumer had: as nats-py)
-            expires = None if msgs else deadline - loop.time()
-            msgs += await self._pull(batch - len(msgs), deadline, no_wait=True, expires_s=expires)
+        msgs = self._deliveries.take(batch)
+        if msgs:  # delivered for an earlier request after its fetch had returned: these first
+            return [_NatsMessage(m) for m in msgs]
+        msgs = await self._pull(batch, deadline, no_wait=True)  # what the consumer has now
         if not msgs and deadline - loop.time() > 0.01:  # nothing now: wait for the batch
-            msgs = await self._pull(batch, deadline, expires_s=deadline - loop.time())
+            msgs = await self._pull(batch, deadline)
         return [_NatsMessage(m) for m in msgs]
 
-    async def _pull(
-        self, n: int, deadline: float, *, no_wait: bool = False, expires_s: float | None
-    ) -> list[Msg]:
-        """One pull request for `n` messages; `no_wait`: the server answers at once with 404
-        when it has none; `expires_s`: it ends the request (408) that much later."""
-        request: dict[str, object] = {"batch": n}
+    async def _pull(self, n: int, deadline: float, *, no_wait: bool = False) -> list[Msg]:
+        """One pull request for `n` messages, ended by the server (408) by `deadline`, so none
+        outlives its fetch; `no_wait`: ended (404) once the consumer has no more to give."""
+        expires_s = deadline - asyncio.get_running_loop().time()
+        request: dict[str, object] = {"batch": n, "expires": max(1, int(expires_s * 1e9) - 100_000)}
         if no_wait:
             request["no_wait"] = True
-        if expires_s is not None:
-            request["expires"] = max(1, int(expires_s * 1e9) - 100_000)  # ns: ends first
-        self._deliveries.clear_status()
+        reply = self._deliveries.next_request()
         try:
-            await self._nc.publish(self._next_subject, json.dumps(request).encode(), self._inbox)
+            await self._nc.publish(self._next_subject, json.dumps(request).encode(), reply)
         except nats.errors.Error as exc:  # disconnected, closed: the client is reconnecting
             raise InfrastructureError(f"fetch from {self.name} failed: {exc!r}") from exc
         await self._deliveries.wait(n, deadline)
