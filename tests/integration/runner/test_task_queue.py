@@ -87,7 +87,10 @@ async def test_a_fetch_on_an_empty_queue_gets_the_tasks_queued_while_it_waits(
     job = await Job(nats_client).create()
     queue = await job.queue()
     waiting = asyncio.ensure_future(queue.fetch(3, timeout_s=10))
-    await asyncio.sleep(0.2)
+    for _ in range(500):  # until its pull request waits on the server (5 s at most)
+        if (await job.js.consumer_info(TASKS_STREAM, job.consumer)).num_waiting:
+            break
+        await asyncio.sleep(0.01)
     assert not waiting.done()
     await job.publish(3)
     async with asyncio.timeout(8):

@@ -158,7 +158,7 @@ class TaskHandler:
         publisher: EventPublisher,
         stats: RunStats,
         on_stage: Callable[[HeldMessage, Stage], None],
-        in_flight: Callable[[], int] = lambda: 0,
+        in_flight: Callable[[], int],
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.cfg = cfg
